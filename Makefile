@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make report` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+
+.PHONY: report test notebooks lock benchmark clean
+
+# Set up .venv with the exact locked versions (strict nbval compares outputs
+# that change with library versions), then the project itself, editable.
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("inference-lab needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+## Execute every notebook and write shareable HTML to reports/.
+report: $(STAMP)
+	$(BIN)/lab report --notebooks notebooks --out reports
+
+## Run the whole test suite, notebooks included (strict nbval against committed outputs).
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadscope $(PYTEST_NOTEBOOKS) tests notebooks
+
+## Maintainers: re-execute the notebooks in place after changing code or data.
+notebooks: $(STAMP)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+
+## Maintainers: re-resolve and pin every dependency (run in a clean venv).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+	rm -rf .lock-venv
+
+## Run by hand; results go in the issue note, not in pass/fail tests.
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

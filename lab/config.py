@@ -1,0 +1,102 @@
+"""Which provider, model, endpoint and key a call uses.
+
+Settings come from the environment, then from a git-ignored ``.env`` file in
+the working folder (the environment wins). Keys stay in memory: they are never
+part of a record, a repr or a message.
+
+=====================  ======================================================
+variable               meaning
+=====================  ======================================================
+``LLM_PROVIDER``       ``anthropic`` (default), ``openai`` or ``openai-compatible``
+``LLM_MODEL``          model id; defaults per provider in :data:`DEFAULT_MODELS`
+``ANTHROPIC_API_KEY``  key for ``anthropic``; ``ANTHROPIC_BASE_URL`` overrides its endpoint
+``OPENAI_API_KEY``     key for ``openai``; ``OPENAI_BASE_URL`` overrides its endpoint
+``OPENAI_COMPATIBLE_BASE_URL``  endpoint of any OpenAI-compatible server (vLLM,
+                       Ollama, llama.cpp), e.g. ``http://localhost:8000/v1``;
+                       ``OPENAI_COMPATIBLE_API_KEY`` and ``OPENAI_COMPATIBLE_MODEL`` optional
+=====================  ======================================================
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+PROVIDERS: tuple[str, ...] = ("anthropic", "openai", "openai-compatible")
+DEFAULT_PROVIDER = "anthropic"
+DEFAULT_MODELS: dict[str, str | None] = {
+    "anthropic": "claude-haiku-4-5",
+    "openai": "gpt-5-mini",
+    "openai-compatible": None,  # the served model's name is the server's choice
+}
+DEFAULT_ENDPOINTS: dict[str, str | None] = {
+    "anthropic": "https://api.anthropic.com",
+    "openai": "https://api.openai.com/v1",
+    "openai-compatible": None,
+}
+_PREFIX = {"anthropic": "ANTHROPIC", "openai": "OPENAI", "openai-compatible": "OPENAI_COMPATIBLE"}
+
+
+class ConfigurationError(RuntimeError):
+    """The set-up cannot make a call; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Where and how to reach one provider. The key never appears in a repr."""
+
+    provider: str
+    endpoint: str
+    model: str
+    api_key: str = field(repr=False)
+    key_configured: bool
+
+    @property
+    def custom_endpoint(self) -> bool:
+        return self.endpoint != DEFAULT_ENDPOINTS[self.provider]
+
+
+@functools.cache
+def _dotenv(path: str) -> dict[str, str]:
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None:
+        value = _dotenv(str(Path.cwd() / ".env")).get(name)
+    return value or None
+
+
+def env_var(provider: str, suffix: str) -> str:
+    """The environment variable for a provider setting, e.g. ``OPENAI_BASE_URL``."""
+    return f"{_PREFIX[provider]}_{suffix}"
+
+
+def resolve(provider: str | None = None, model: str | None = None, base_url: str | None = None) -> ProviderSettings:
+    """Settings for one call: arguments first, then environment, then defaults."""
+    provider = provider or _env("LLM_PROVIDER") or DEFAULT_PROVIDER
+    if provider not in PROVIDERS:
+        raise ConfigurationError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+    endpoint = base_url or _env(env_var(provider, "BASE_URL")) or DEFAULT_ENDPOINTS[provider]
+    if endpoint is None:
+        raise ConfigurationError(
+            f"{provider} needs an endpoint: set {env_var(provider, 'BASE_URL')}, "
+            "e.g. http://localhost:8000/v1 for a local vLLM server"
+        )
+    model = model or _env("LLM_MODEL") or _env(env_var(provider, "MODEL")) or DEFAULT_MODELS[provider]
+    if model is None:
+        raise ConfigurationError(f"{provider} needs a model: pass model=... or set LLM_MODEL")
+    key = _env(env_var(provider, "API_KEY"))
+    settings = ProviderSettings(provider, endpoint.rstrip("/"), model, key or "unused", key is not None)
+    if key is None and not settings.custom_endpoint:
+        raise ConfigurationError(
+            f"no API key for {provider}: set {env_var(provider, 'API_KEY')} in the environment or in .env "
+            f"(see `lab doctor`), or run offline against the emulator (`lab emulator`, then set "
+            f"{env_var(provider, 'BASE_URL')})"
+        )
+    return settings
