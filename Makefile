@@ -26,7 +26,7 @@ test: $(STAMP)
 
 ## Maintainers: re-execute the notebooks in place after changing code or data.
 notebooks: $(STAMP)
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+	$(BIN)/lab report --notebooks notebooks --in-place
 
 ## Maintainers: re-resolve and pin every dependency (run in a clean venv).
 lock:

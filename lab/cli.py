@@ -30,7 +30,10 @@ def _emulator(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from lab import report
 
-    report.build(args.notebooks, args.out)
+    if args.in_place:
+        report.refresh(args.notebooks)
+    else:
+        report.build(args.notebooks, args.out)
     return 0
 
 
@@ -53,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="execute the notebooks and write HTML to reports/")
     report.add_argument("--notebooks", default="notebooks")
     report.add_argument("--out", default="reports")
+    report.add_argument("--in-place", action="store_true",
+                        help="maintainers: re-execute the notebooks in place instead (commit their outputs)")
     report.set_defaults(run=_report)
     return root
 

@@ -8,20 +8,34 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def render(notebook: Path, out_dir: Path, timeout_s: int = 1800) -> Path:
-    """Execute one notebook in its own folder and write ``out_dir/<stem>.html``."""
+def execute(notebook: Path, timeout_s: int = 1800) -> nbformat.NotebookNode:
+    """Execute a notebook in its own folder, as nbval does; consecutive stream outputs merged."""
     nb = nbformat.read(notebook, as_version=4)
     NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
                    resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
+    return nb
+
+
+def render(nb: nbformat.NotebookNode, name: str, out_dir: Path) -> Path:
+    """Write an executed notebook as ``out_dir/<name>.html``, with nothing loaded from the network."""
     exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(TEMPLATES)])
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
-    target = out_dir / f"{notebook.stem}.html"
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": name}})
+    target = out_dir / f"{name}.html"
     target.write_text(body, encoding="utf-8")
     return target
+
+
+def refresh(notebooks_dir: str | Path = "notebooks") -> None:
+    """Maintainers: re-execute every notebook in place, so its committed outputs are current."""
+    for notebook in sorted(Path(notebooks_dir).glob("*.ipynb")):
+        print(f"executing {notebook} ...", flush=True)
+        nbformat.write(execute(notebook), notebook)
 
 
 def _title(notebook: Path) -> str:
@@ -42,7 +56,7 @@ def build(notebooks_dir: str | Path = "notebooks", out_dir: str | Path = "report
     pages = []
     for notebook in notebooks:
         print(f"executing {notebook} ...", flush=True)
-        pages.append((render(notebook, out), _title(notebook)))
+        pages.append((render(execute(notebook), notebook.stem, out), _title(notebook)))
     items = "\n".join(f'<li><a href="{p.name}">{html.escape(t)}</a></li>' for p, t in pages)
     index = out / "index.html"
     index.write_text(

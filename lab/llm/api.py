@@ -294,6 +294,6 @@ def drain(chunks: TextStream) -> Completion:
     for _ in chunks:
         pass
     assert chunks.record is not None
-    return Completion(chunks.text, chunks.record)
+    return Completion(chunks.text if chunks.record.ok else "", chunks.record)
 
 

@@ -75,12 +75,12 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, anthropic.APIStatusError | openai.APIStatusError):
         status = exc.status_code
         body_type = _body_error_type(exc.body)
-        if body_type in _BODY_TYPES:
-            kind = _BODY_TYPES[body_type]
-        elif status == 429:
+        if status == 429:
             kind = "rate_limit"
         elif status in (503, 529):
             kind = "overloaded"
+        elif body_type in _BODY_TYPES:  # e.g. an error event inside a stream that began with 200
+            kind = _BODY_TYPES[body_type]
         elif status >= 500:
             kind = "server_error"
         elif status in (401, 403):
