@@ -243,3 +243,24 @@ def test_missing_key_is_a_clear_error(monkeypatch, tmp_path):
 def test_unknown_provider_is_a_clear_error():
     with pytest.raises(ConfigurationError, match="unknown provider"):
         llm.complete(PROMPT, provider="bedrock")
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_error_inside_a_stream_becomes_a_record(provider):
+    rule = FaultRule("overloaded", params={"after": 3})
+    with Emulator(profile=FAST, faults=[rule]) as emu:
+        chunks = llm.stream(PROMPT, **on(emu, provider))
+        parts = list(chunks)
+    assert len(parts) == 3  # the text before the error reached the caller
+    record = chunks.record
+    assert record.status == "error" and record.error_type == "overloaded"
+    assert record.ttft_ms is not None and record.text == "".join(parts)
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+@pytest.mark.parametrize("kind", ["complete", "stream"])
+def test_malformed_response_body_becomes_a_record(provider, kind):
+    completion, seen = fault_record(provider, kind, "malformed_json")
+    assert completion.record.status == "error"
+    assert completion.record.error_type == "invalid_response"
+    assert len(seen) == 1

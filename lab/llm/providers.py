@@ -23,8 +23,9 @@ from lab.config import ProviderSettings
 SYNTHETIC_HEADER = "x-lab-synthetic"
 
 # Error body types and HTTP statuses, mapped to the record's error_type.
-_BODY_TYPES = {
+_BODY_KINDS = {
     "overloaded_error": "overloaded",
+    "service_unavailable": "overloaded",
     "rate_limit_error": "rate_limit",
     "rate_limit_exceeded": "rate_limit",
     "api_error": "server_error",
@@ -74,13 +75,13 @@ def classify(exc: BaseException) -> Failure:
     """Map an SDK or transport exception to the record's error fields."""
     if isinstance(exc, anthropic.APIStatusError | openai.APIStatusError):
         status = exc.status_code
-        body_type = _body_error_type(exc.body)
+        body_kind = _body_kind(exc.body)
         if status == 429:
             kind = "rate_limit"
         elif status in (503, 529):
             kind = "overloaded"
-        elif body_type in _BODY_TYPES:  # e.g. an error event inside a stream that began with 200
-            kind = _BODY_TYPES[body_type]
+        elif body_kind is not None:  # e.g. an error event inside a stream that began with 200
+            kind = body_kind
         elif status >= 500:
             kind = "server_error"
         elif status in (401, 403):
@@ -99,14 +100,19 @@ def classify(exc: BaseException) -> Failure:
         if isinstance(cause, httpx2.RemoteProtocolError):
             return Failure("cut_stream", None, _message(cause))
         return Failure("connection", None, _message(exc))
+    if isinstance(exc, anthropic.APIError | openai.APIError):  # e.g. an error event inside an OpenAI stream
+        return Failure(_body_kind(exc.body) or "server_error", None, _message(exc))
     raise exc
 
 
-def _body_error_type(body: object) -> str | None:
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            return error.get("type") or error.get("code")
+def _body_kind(body: object) -> str | None:
+    """The record's error_type named by an error body's ``code`` or ``type``, if any."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    for name in (error.get("code"), error.get("type")):
+        if name in _BODY_KINDS:
+            return _BODY_KINDS[name]
     return None
 
 

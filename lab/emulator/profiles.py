@@ -1,0 +1,237 @@
+"""Latency profiles: what one emulated call costs in time, drawn per request from a seeded RNG.
+
+A :class:`LatencyProfile` draws time to first token, output token count, inter-token time and a
+rare stall. Total latency = TTFT + stall + output_tokens x inter-token time; the stall is added
+before the first token and the token count is drawn independently of it.
+
+The ``haiku`` and ``sonnet`` profiles are fitted in code (:func:`fit_report_profiles`) to the
+report's published figures in ``data/reference/experiment1_*.csv``:
+
+* Model, per model. Body ``B = F * (ttft + n * itl)`` with one lognormal factor
+  ``F ~ LogNormal(0, sigma_F)`` per call, so ``B`` is close to ``LogNormal(ln m, sigma)``;
+  ``n ~ Normal(mean tokens, TOKENS_CV * mean)``; with probability ``p`` a stall
+  ``S ~ LogNormal(ln s, sigma_s)`` is added.
+* Targets, per model: mixture quantiles at 0.5 (mean of the window medians), 0.95 (mean of the
+  window p95s) and the five per-window maxima at Hazen positions for a maximum of 50 calls
+  (the i-th smallest of k maxima sits at ``((i + 0.5) / k) ** (1 / 50)``); pooled over both
+  models, the share of calls over 3,000 ms (59 of 1,000).
+* Fit. ``scipy.optimize.least_squares`` over the 10 parameters (``m, sigma, p, s, sigma_s`` per
+  model) on the 15 residuals ``logit(F(x)) - logit(q)`` (log ratio for the pooled share).
+  ``F`` is the mixture CDF, with ``E_B[P(S <= x - B)]`` by Gauss-Hermite quadrature over the
+  body. Runs once per process (cached); the scipy import dominates its cost (about a second).
+* Split. A non-streamed report cannot separate TTFT from generation time: TTFT is assumed to be
+  ``TTFT_SHARE`` of the body median, the rest spread over the mean output tokens (90, the
+  report's typical output). ``sigma_F`` is ``sigma`` minus the token-count spread in quadrature.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.paths import REFERENCE_DIR
+
+
+TTFT_SHARE = 0.3
+"""Assumed share of the body median spent before the first token (not identifiable from the report)."""
+TOKENS_CV = 0.04
+"""Assumed coefficient of variation of the output token count (identical prompts; the report gives means only)."""
+OVER_MS = 3000.0
+"""Threshold of the report's ``calls_over_3000ms`` aggregate."""
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One request's latency plan, in milliseconds."""
+
+    ttft_ms: float
+    itl_ms: float
+    output_tokens: int
+    stall_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.ttft_ms + self.stall_ms + self.output_tokens * self.itl_ms
+
+
+@dataclass(frozen=True)
+class LatencyProfile:
+    """Latency distribution of one model; ``ttft_ms``/``itl_ms`` are medians scaled by one lognormal factor."""
+
+    name: str
+    ttft_ms: float
+    itl_ms: float
+    output_tokens: float
+    tokens_sd: float = 0.0
+    sigma: float = 0.0
+    stall_prob: float = 0.0
+    stall_median_ms: float = 0.0
+    stall_sigma: float = 0.0
+
+    @classmethod
+    def fixed(cls, ttft_ms: float = 200.0, itl_ms: float = 0.0, output_tokens: int = 20) -> LatencyProfile:
+        """Constant TTFT and inter-token time, fixed token count, no stalls."""
+        return cls("fixed", ttft_ms, itl_ms, output_tokens)
+
+    @classmethod
+    def instant(cls, output_tokens: int = 20) -> LatencyProfile:
+        """No delay at all: for measuring the emulator's own overhead."""
+        return cls("instant", 0.0, 0.0, output_tokens)
+
+    def draw(self, rng: random.Random, max_tokens: int | None = None) -> Draw:
+        """Draw one request; always consumes the same RNG values so later draws stay aligned."""
+        factor = math.exp(self.sigma * rng.gauss(0.0, 1.0))
+        tokens = max(1, round(rng.gauss(self.output_tokens, self.tokens_sd)))
+        stalled = rng.random() < self.stall_prob
+        size = self.stall_median_ms * math.exp(self.stall_sigma * rng.gauss(0.0, 1.0))
+        stall = size if stalled else 0.0
+        if max_tokens is not None:
+            tokens = min(tokens, max_tokens)
+        return Draw(self.ttft_ms * factor, self.itl_ms * factor, tokens, stall)
+
+
+def request_rng(seed: int, model: str, key: str) -> random.Random:
+    """The RNG for one request: a function of (seed, model, key) only."""
+    return random.Random(f"{seed}|{model}|{key}")
+
+
+class ProfileSet:
+    """Maps model ids to profiles by case-insensitive substring, first match wins; ``"*"`` is the default."""
+
+    def __init__(self, rules: Mapping[str, LatencyProfile]) -> None:
+        self._rules = [(k.lower(), p) for k, p in rules.items() if k != "*"]
+        self._default = rules.get("*")
+
+    def for_model(self, model: str) -> LatencyProfile:
+        """The profile for ``model``; raises ``LookupError`` when nothing matches and there is no default."""
+        lowered = model.lower()
+        for substring, profile in self._rules:
+            if substring in lowered:
+                return profile
+        if self._default is None:
+            raise LookupError(model)
+        return self._default
+
+
+PROFILE_NAMES = ("report", "fixed", "instant", "haiku", "sonnet")
+"""Names :func:`profile_set` accepts: the ``report`` set, or one named profile for every model."""
+
+
+def get_profile(name: str) -> LatencyProfile:
+    """A named profile: ``fixed`` (200 ms, 20 tokens), ``instant`` (no delay), ``haiku``, ``sonnet``."""
+    if name == "fixed":
+        return LatencyProfile.fixed()
+    if name == "instant":
+        return LatencyProfile.instant()
+    if name in ("haiku", "sonnet"):
+        return report_profiles()[name]
+    raise KeyError(f"unknown latency profile {name!r}; expected one of {', '.join(PROFILE_NAMES)}")
+
+
+def profile_set(spec: str | LatencyProfile | Mapping[str, LatencyProfile]) -> ProfileSet:
+    """Resolve ``report`` (haiku or sonnet by model id substring, sonnet for other models), a
+    profile name or :class:`LatencyProfile` (every model), or a mapping {model substring or
+    ``"*"``: profile}."""
+    if isinstance(spec, LatencyProfile):
+        return ProfileSet({"*": spec})
+    if isinstance(spec, Mapping):
+        return ProfileSet(spec)
+    if spec == "report":
+        fitted = report_profiles()
+        return ProfileSet({"haiku": fitted["haiku"], "sonnet": fitted["sonnet"], "*": fitted["sonnet"]})
+    return ProfileSet({"*": get_profile(spec)})
+
+
+@functools.cache
+def report_profiles() -> dict[str, LatencyProfile]:
+    """The fitted ``haiku`` and ``sonnet`` profiles (computed once per process)."""
+    return fit_report_profiles(REFERENCE_DIR / "experiment1_windows.csv", REFERENCE_DIR / "experiment1_aggregates.csv")
+
+
+@dataclass(frozen=True)
+class _Targets:
+    quantiles: dict[str, list[tuple[float, float]]]  # model -> [(x_ms, q)]
+    over_share: float
+    mean_tokens: float
+
+
+def _read_targets(windows_csv: Path, aggregates_csv: Path) -> _Targets:
+    with open(aggregates_csv, newline="") as f:
+        agg = {row["name"]: float(row["value"]) for row in csv.DictReader(f)}
+    with open(windows_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    per_window = agg["calls_per_window_model"]
+    quantiles: dict[str, list[tuple[float, float]]] = {}
+    for model in sorted({r["model"] for r in rows}):
+        mine = [r for r in rows if r["model"] == model]
+        maxima = sorted(float(r["max_ms"]) for r in mine)
+        quantiles[model.lower()] = [
+            (sum(float(r["median_ms"]) for r in mine) / len(mine), 0.5),
+            (sum(float(r["p95_ms"]) for r in mine) / len(mine), 0.95),
+            *(((x, ((i + 0.5) / len(maxima)) ** (1 / per_window)) for i, x in enumerate(maxima))),
+        ]
+    return _Targets(quantiles, agg["calls_over_3000ms"] / agg["n_calls"], agg["mean_output_tokens_under_2000ms"])
+
+
+def fit_report_profiles(windows_csv: Path, aggregates_csv: Path) -> dict[str, LatencyProfile]:
+    """Fit the body + stall mixture to the report's figures (see the module docstring)."""
+    import numpy as np
+    from scipy.optimize import least_squares
+    from scipy.special import expit, logit, ndtr
+
+    targets = _read_targets(windows_csv, aggregates_csv)
+    models = list(targets.quantiles)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(48)
+    weights = weights / weights.sum()
+
+    def cdf(x: float, m: float, sigma: float, p: float, s: float, sigma_s: float) -> float:
+        rest = x - m * np.exp(sigma * nodes)
+        ok = rest > 0
+        stall_cdf = np.zeros_like(rest)
+        stall_cdf[ok] = ndtr(np.log(rest[ok] / s) / sigma_s)
+        return (1 - p) * ndtr(math.log(x / m) / sigma) + p * float(weights @ stall_cdf)
+
+    def unpack(theta: np.ndarray) -> dict[str, tuple[float, float, float, float, float]]:
+        return {
+            model: (math.exp(a), math.exp(b), float(expit(c)), math.exp(d), math.exp(e))
+            for model, (a, b, c, d, e) in zip(models, theta.reshape(-1, 5))
+        }
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        params = unpack(theta)
+        out = [
+            logit(np.clip(cdf(x, *params[model]), 1e-12, 1 - 1e-12)) - logit(q)
+            for model in models
+            for x, q in targets.quantiles[model]
+        ]
+        over = np.mean([1 - cdf(OVER_MS, *p) for p in params.values()])
+        out.append(math.log(max(over, 1e-12) / targets.over_share))
+        return np.array(out)
+
+    start = []
+    for model in models:
+        (median, _), (p95, _), *_ = targets.quantiles[model]
+        start += [math.log(median), math.log(math.log(p95 / median) / 1.645), logit(0.03), math.log(median), 0.0]
+    fitted = unpack(least_squares(residuals, np.array(start)).x)
+
+    tokens = targets.mean_tokens
+    token_log_sd = (1 - TTFT_SHARE) * TOKENS_CV
+    return {
+        model: LatencyProfile(
+            name=model,
+            ttft_ms=TTFT_SHARE * m,
+            itl_ms=(1 - TTFT_SHARE) * m / tokens,
+            output_tokens=tokens,
+            tokens_sd=TOKENS_CV * tokens,
+            sigma=math.sqrt(max(sigma**2 - token_log_sd**2, 0.0)),
+            stall_prob=p,
+            stall_median_ms=s,
+            stall_sigma=sigma_s,
+        )
+        for model, (m, sigma, p, s, sigma_s) in fitted.items()
+    }
