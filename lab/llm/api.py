@@ -196,13 +196,8 @@ class _StreamState:
 _CANCELLED = Failure("cancelled", None, "the caller stopped reading the stream")
 
 
-class TextStream:
-    """Text chunks as they arrive; ``.record`` is set once the stream has ended.
-
-    A stream is retried (per its policy) only while no text has reached the
-    caller. Stopping early records the call as ``cancelled`` and closes the
-    HTTP request.
-    """
+class _Stream:
+    """What the sync and async streams share: the call, its record, and when to retry."""
 
     def __init__(self, call: _Call) -> None:
         self._call = call
@@ -211,6 +206,22 @@ class TextStream:
     @property
     def text(self) -> str:
         return self.record.text if self.record else ""
+
+    def _settle(self, state: _StreamState, failure: Failure | None, attempt: int) -> float | None:
+        """After an attempt: seconds to wait before retrying, or None once the record is final.
+
+        A stream is retried only while no text has reached the caller."""
+        delay = None if state.ttft_ms is not None else self._call.retry_delay(attempt, failure)
+        if delay is None:
+            self.record = state.record(failure, attempt)
+        return delay
+
+
+class TextStream(_Stream):
+    """Text chunks as they arrive; ``.record`` is set once the stream has ended.
+
+    Stopping early records the call as ``cancelled`` and closes the HTTP request.
+    """
 
     def __iter__(self) -> Iterator[str]:
         self._call.start()
@@ -228,25 +239,15 @@ class TextStream:
             except GeneratorExit:
                 self.record = state.record(_CANCELLED, attempt)
                 raise
-            except Exception as exc:
+            except Exception as exc:  # classify() re-raises anything that is not a provider failure
                 failure = classify(exc)
-            delay = None if state.ttft_ms is not None else self._call.retry_delay(attempt, failure)
-            if delay is None:
-                self.record = state.record(failure, attempt)
+            if (delay := self._settle(state, failure, attempt)) is None:
                 return
             time.sleep(delay)
 
 
-class AsyncTextStream:
+class AsyncTextStream(_Stream):
     """Async twin of :class:`TextStream`; task cancellation closes the HTTP request."""
-
-    def __init__(self, call: _Call) -> None:
-        self._call = call
-        self.record: CallRecord | None = None
-
-    @property
-    def text(self) -> str:
-        return self.record.text if self.record else ""
 
     async def __aiter__(self) -> AsyncIterator[str]:
         self._call.start()
@@ -266,9 +267,7 @@ class AsyncTextStream:
                 raise
             except Exception as exc:
                 failure = classify(exc)
-            delay = None if state.ttft_ms is not None else self._call.retry_delay(attempt, failure)
-            if delay is None:
-                self.record = state.record(failure, attempt)
+            if (delay := self._settle(state, failure, attempt)) is None:
                 return
             await asyncio.sleep(delay)
 
