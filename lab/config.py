@@ -77,8 +77,12 @@ def env_var(provider: str, suffix: str) -> str:
     return f"{_PREFIX[provider]}_{suffix}"
 
 
-def resolve(provider: str | None = None, model: str | None = None, base_url: str | None = None) -> ProviderSettings:
-    """Settings for one call: arguments first, then environment, then defaults."""
+def resolve(provider: str | None = None, model: str | None = None, base_url: str | None = None,
+            *, require_key: bool = True) -> ProviderSettings:
+    """Settings for one call: arguments first, then environment, then defaults.
+
+    ``require_key=False`` resolves without a key, e.g. to name a recorded call.
+    """
     provider = provider or _env("LLM_PROVIDER") or DEFAULT_PROVIDER
     if provider not in PROVIDERS:
         raise ConfigurationError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
@@ -93,7 +97,7 @@ def resolve(provider: str | None = None, model: str | None = None, base_url: str
         raise ConfigurationError(f"{provider} needs a model: pass model=... or set LLM_MODEL")
     key = _env(env_var(provider, "API_KEY"))
     settings = ProviderSettings(provider, endpoint.rstrip("/"), model, key or "unused", key is not None)
-    if key is None and not settings.custom_endpoint:
+    if key is None and require_key and not settings.custom_endpoint:
         raise ConfigurationError(
             f"no API key for {provider}: set {env_var(provider, 'API_KEY')} in the environment or in .env "
             f"(see `lab doctor`), or run offline against the emulator (`lab emulator`, then set "

@@ -1,0 +1,142 @@
+"""The store: replay identity, crash safety under SIGKILL, damaged lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab import variance
+from lab.emulator import Emulator, LatencyProfile
+from lab.recorder import Recorder
+from lab.store import CallKey, DamagedLine, MissingRecord, Run
+
+PROMPT = "Explain in 2-3 sentences why infrastructure reliability matters for software companies."
+
+
+@pytest.fixture()
+def emulator():
+    with Emulator(profile=LatencyProfile.fixed(ttft_ms=5, itl_ms=1, output_tokens=10)) as emu:
+        yield emu
+
+
+def test_replay_is_byte_for_byte(tmp_path, emulator):
+    run = Run("r1", tmp_path)
+    recorder = Recorder(run)
+    options = {"provider": "anthropic", "model": "claude-haiku-4-5", "base_url": emulator.url_for("anthropic")}
+    first = recorder.complete(PROMPT, max_tokens=64, sample=0, window="w", **options)
+    streamed = recorder.stream(PROMPT, max_tokens=64, sample=0, window="w", **options)
+    assert "".join(streamed) == streamed.text
+    assert len(emulator.wait_for_requests(2)) == 2
+
+    replay = Recorder(Run("r1", tmp_path))  # a fresh process would see only the file
+    again = replay.complete(PROMPT, max_tokens=64, sample=0, window="w", **options)
+    again_streamed = replay.stream(PROMPT, max_tokens=64, sample=0, window="w", **options)
+    assert "".join(again_streamed) == streamed.text
+    assert again.record == first.record and again_streamed.record == streamed.record
+    assert json.dumps(again.record.to_dict()) == json.dumps(first.record.to_dict())
+    assert (again.record.run_id, again.record.window, again.record.sample) == ("r1", "w", 0)
+    assert len(emulator.requests) == 2  # the replays made no call
+
+
+def test_key_covers_request_window_and_sample_but_not_a_local_port():
+    base = CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "w", 0)
+    same = CallKey("anthropic", "http://127.0.0.1:9999", "m", "complete", {"prompt": "a"}, "w", 0)
+    assert base.digest == same.digest
+    for other in (
+        CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "b"}, "w", 0),
+        CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "w", 1),
+        CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "v", 0),
+        CallKey("anthropic", "http://127.0.0.1:8000", "m2", "complete", {"prompt": "a"}, "w", 0),
+        CallKey("anthropic", "http://127.0.0.1:8000", "m", "stream", {"prompt": "a"}, "w", 0),
+        CallKey("openai", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "w", 0),
+        CallKey("anthropic", "https://api.anthropic.com", "m", "complete", {"prompt": "a"}, "w", 0),
+    ):
+        assert other.digest != base.digest
+
+
+def test_a_miss_without_live_calls_names_the_run_the_record_and_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-used")
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    recorder = Recorder(Run("paid", tmp_path), collect_hint="lab collect variance --run paid ...")
+    with pytest.raises(MissingRecord) as caught:
+        recorder.complete(PROMPT, max_tokens=256, sample=3, window="Friday", provider="anthropic",
+                          model="claude-sonnet-4-6")
+    message = str(caught.value)
+    assert "'paid'" in message and "claude-sonnet-4-6" in message and "sample 3" in message
+    assert "lab collect variance --run paid" in message and "live" in message
+
+
+def collect_cmd(run_id: str, n: int = 20) -> list[str]:
+    return [sys.executable, "-m", "lab.cli", "collect", "variance", "--run", run_id, "--emulator", "instant",
+            "--model", "claude-haiku-4-5", "--model", "claude-sonnet-4-6", "--window", "W", "--n", str(n),
+            "--pause", "0.02", "--stream"]
+
+
+def test_sigkill_at_any_moment_then_resume_gives_exactly_the_planned_records(tmp_path):
+    env = {**os.environ, "LAB_RUNS_DIR": str(tmp_path)}
+    calls = tmp_path / "killed" / "calls.jsonl"
+    rng = random.Random(7)
+    lines_after_each_kill = []
+
+    def lines() -> int:
+        return len(calls.read_bytes().splitlines()) if calls.exists() else 0
+
+    for _ in range(6):
+        before = lines()
+        proc = subprocess.Popen(collect_cmd("killed", n=40), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while lines() == before and time.monotonic() < deadline:  # wait until it is collecting
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))  # then kill at a random moment
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        lines_after_each_kill.append(lines())
+    # The kills really did land in the middle of collecting.
+    assert len(set(lines_after_each_kill)) >= 3 and lines_after_each_kill[-1] < 160, lines_after_each_kill
+
+    finished = subprocess.run(collect_cmd("killed", n=40), env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    frame = variance.load("killed", tmp_path)  # any torn line is reported as a DamagedLine warning
+    assert len(frame) == 2 * 40 * 2  # models x samples x kinds
+    assert not frame.duplicated(["model", "sample", "kind"]).any()
+    keys = [json.loads(line)["key"] for line in calls.read_text().splitlines() if line.endswith("}}")]
+    assert len(keys) == len(set(keys)) == 160
+
+
+def test_a_torn_last_line_is_reported_and_its_call_collected_again(tmp_path):
+    env = {**os.environ, "LAB_RUNS_DIR": str(tmp_path)}
+    subprocess.run(collect_cmd("torn", n=3), env=env, check=True, capture_output=True, timeout=300)
+    calls = tmp_path / "torn" / "calls.jsonl"
+    lines = calls.read_bytes().splitlines(keepends=True)
+    calls.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # as if killed mid-write
+
+    with pytest.warns(DamagedLine, match=rf"calls\.jsonl:{len(lines)}: incomplete"):
+        with pytest.raises(MissingRecord, match="lab collect variance --run torn"):
+            variance.load("torn", tmp_path)
+    resumed = subprocess.run(collect_cmd("torn", n=3), env=env, capture_output=True, text=True, timeout=300)
+    assert "1 calls made, 11 already recorded" in resumed.stdout
+    with pytest.warns(DamagedLine):  # the torn line stays in the file, and is still reported
+        assert len(variance.load("torn", tmp_path)) == 12
+
+
+def test_a_damaged_line_in_the_middle_is_reported_not_fatal(tmp_path, emulator):
+    run = Run("damaged", tmp_path)
+    recorder = Recorder(run)
+    options = {"provider": "openai", "model": "gpt-5-mini", "base_url": emulator.url_for("openai")}
+    for sample in range(3):
+        recorder.complete(PROMPT, max_tokens=32, sample=sample, **options)
+    lines = run.calls_path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"record"', '"rec0rd"')
+    run.calls_path.write_text("".join(lines))
+
+    with pytest.warns(DamagedLine, match=r"calls\.jsonl:2: unreadable"):
+        records = Run("damaged", tmp_path).records()
+    assert [r.sample for r in records] == [0, 2]
