@@ -8,7 +8,7 @@ from typing import Any
 from lab import config, llm
 from lab.llm import schemas
 from lab.records import CallRecord
-from lab.store import CallKey, MissingRecord, Run, is_local, tagged
+from lab.store import CallKey, MissingRecord, Run, is_local, now, tagged, versions
 
 
 class RecordedStream:
@@ -42,8 +42,9 @@ class Recorder:
     missing and ``collect_hint``, the command that collects it.
     """
 
-    def __init__(self, run: Run, *, live: bool = False, collect_hint: str | None = None) -> None:
-        self.run, self.live, self.collect_hint = run, live, collect_hint
+    def __init__(self, run: Run, *, live: bool = False, collect_hint: str | None = None,
+                 experiment: str | None = None) -> None:
+        self.run, self.live, self.collect_hint, self.experiment = run, live, collect_hint, experiment
 
     def key(self, kind: str, prompt: str, max_tokens: int, options: dict[str, Any], *,
             schema: schemas.Schema | None = None, window: str | None = None, sample: int | None = None) -> CallKey:
@@ -65,6 +66,9 @@ class Recorder:
 
     def keep(self, key: CallKey, record: CallRecord) -> CallRecord:
         """Tag a fresh record with its run, window and sample, and append it."""
+        if not self.run.exists:
+            self.run.write_manifest({"run_id": self.run.id, "experiment": self.experiment, "started_at": now(),
+                                     "versions": versions()})
         record = tagged(record, self.run, key)
         self.run.append(key, record)
         return record
@@ -77,6 +81,16 @@ class Recorder:
         if record is None:
             self._may_call(key)
             record = self.keep(key, llm.complete(prompt, max_tokens=max_tokens, **options).record)
+        return llm.Completion(record.text if record.ok else "", record)
+
+    async def acomplete(self, prompt: str, *, sample: int | None = None, window: str | None = None,
+                        max_tokens: int = llm.api.DEFAULT_MAX_TOKENS, **options: Any) -> llm.Completion:
+        """:func:`lab.llm.acomplete`, recorded."""
+        key = self.key("complete", prompt, max_tokens, options, window=window, sample=sample)
+        record = self.run.get(key)
+        if record is None:
+            self._may_call(key)
+            record = self.keep(key, (await llm.acomplete(prompt, max_tokens=max_tokens, **options)).record)
         return llm.Completion(record.text if record.ok else "", record)
 
     def complete_json(self, prompt: str, schema: schemas.Schema, *, sample: int | None = None,
