@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import zlib
+from typing import Any
 
 from lab import config
 
@@ -27,48 +30,76 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _collect_variance(args: argparse.Namespace) -> int:
-    import contextlib
-    import zlib
+def _target(args: argparse.Namespace, stack: contextlib.ExitStack, seed_text: str,
+            responder: Any = None) -> config.ProviderSettings:
+    """Where a collection sends its calls: ``--emulator`` (in-process, synthetic), ``--base-url`` or the provider."""
+    base_url = args.base_url
+    if args.emulator:
+        from lab.emulator import Emulator
+        from lab.emulator.content import default_responder
 
+        # Each window (or experiment) gets its own draws: the seed depends on its name.
+        seed = args.seed ^ zlib.crc32(seed_text.encode())
+        emulator = stack.enter_context(Emulator(args.emulator, seed=seed, responder=responder or default_responder))
+        base_url = emulator.url_for(args.provider or config.resolve(require_key=False).provider)
+        print(f"emulator ({args.emulator} profile, seed {seed}) at {emulator.base_url}: answers are synthetic")
+    model = args.model[0] if isinstance(args.model, list) else args.model  # variance takes several
+    return config.resolve(args.provider, model, base_url, require_key=False)
+
+
+def _may_spend(args: argparse.Namespace, target: config.ProviderSettings, calls: int, bound: float | None) -> bool:
+    """Print the cost estimate; False when a paid run lacks --live, a key, or fits no --max-cost."""
+    from lab.store import is_local
+
+    estimate = "unknown (a model is missing from data/prices.csv)" if bound is None else f"at most ${bound:.4f}"
+    if is_local(target.endpoint):
+        print(f"{calls} calls to a local endpoint: no charge (at list prices: {estimate})")
+        return True
+    config.resolve(target.provider, target.model, target.endpoint)  # a paid run needs a key: say so now
+    print(f"{calls} calls to {target.endpoint}, estimated cost {estimate} (prices in data/prices.csv)")
+    if not args.live:
+        print("lab: these calls are paid; add --live to make them", file=sys.stderr)
+        return False
+    if args.max_cost is not None and (bound is None or bound > args.max_cost):
+        print(f"lab: refusing: the estimate exceeds --max-cost ${args.max_cost}", file=sys.stderr)
+        return False
+    return True
+
+
+def _collect_variance(args: argparse.Namespace) -> int:
     from lab import variance
-    from lab.emulator import Emulator
-    from lab.store import Run, is_local
+    from lab.store import Run
 
     window = variance.window_label() if args.window == "auto" else args.window
     design = variance.Design(n=args.n, pause_s=args.pause, max_tokens=args.max_tokens, stream=args.stream)
     with contextlib.ExitStack() as stack:
-        base_url = args.base_url
-        if args.emulator:
-            # Each window gets its own draws: the emulator's seed depends on the window's name.
-            seed = args.seed ^ zlib.crc32(window.encode())
-            emulator = stack.enter_context(Emulator(args.emulator, seed=seed))
-            base_url = emulator.url_for(args.provider or config.resolve(require_key=False).provider)
-            print(f"emulator ({args.emulator} profile, seed {seed}) at {emulator.base_url}: answers are synthetic")
-        first = config.resolve(args.provider, args.model[0] if args.model else None, base_url, require_key=False)
-        models = tuple(args.model or [first.model])
-        local = is_local(first.endpoint)
-        if not local:
-            config.resolve(first.provider, first.model, base_url)  # a paid run needs a key: say so now
-            if not args.live:
-                print(f"lab: {first.endpoint} is a paid provider; add --live to make real calls", file=sys.stderr)
-                return 2
-        bound = variance.cost_bound(design, first.provider, models)
+        target = _target(args, stack, window)
+        models = tuple(args.model or [target.model])
         calls = design.n * len(models) * len(design.kinds)
-        estimate = "unknown (a model is missing from data/prices.csv)" if bound is None else f"at most ${bound:.4f}"
-        if local:
-            print(f"{calls} calls to a local endpoint: no charge (at list prices: {estimate})")
-        else:
-            print(f"{calls} calls, estimated cost {estimate} (prices in data/prices.csv)")
-            if args.max_cost is not None and (bound is None or bound > args.max_cost):
-                print(f"lab: refusing: the estimate exceeds --max-cost ${args.max_cost}", file=sys.stderr)
-                return 2
+        if not _may_spend(args, target, calls, variance.cost_bound(design, target.provider, models)):
+            return 2
         run = Run(args.run)
-        session = variance.Session(window, first.provider, first.endpoint, models)
-        made = variance.collect(run, design, session, live=args.live)
+        made = variance.collect(run, design, variance.Session(window, target.provider, target.endpoint, models),
+                                live=args.live)
     errors = sum(not r.ok for r in run.records() if r.window == window)
     print(f"{made} calls made, {calls - made} already recorded; {errors} errors recorded in window {window!r}; "
           f"run in {run.dir}")
+    return 0
+
+
+def _collect_review(args: argparse.Namespace) -> int:
+    from lab.review import emulated, experiment
+    from lab.store import Run
+
+    design = experiment.Design(n=args.n, pause_s=args.pause)
+    with contextlib.ExitStack() as stack:
+        target = _target(args, stack, f"review {args.provider} {args.model}", responder=emulated.reviewer())
+        if not _may_spend(args, target, 3 * design.n, experiment.cost_bound(design, target.provider, target.model)):
+            return 2
+        run = Run(args.run)
+        made = experiment.collect(run, design, experiment.Session(target.provider, target.endpoint, target.model),
+                                  live=args.live)
+    print(f"{made} reviews made, {design.n - made} already recorded; run in {run.dir}")
     return 0
 
 
@@ -101,20 +132,26 @@ def parser() -> argparse.ArgumentParser:
     collect = commands.add_parser("collect", help="collect an experiment's calls into a run (resumable)")
     experiments = collect.add_subparsers(dest="experiment", required=True)
     var = experiments.add_parser("variance", help="experiment 1: identical requests per time window and model")
-    var.add_argument("--run", required=True, help="run id: data/runs/RUN/")
-    var.add_argument("--provider", choices=config.PROVIDERS, help="default: LLM_PROVIDER or anthropic")
-    var.add_argument("--model", action="append", help="model id; repeat for several (default: the provider's)")
     var.add_argument("--window", required=True, help='window label, or "auto" for weekday, peak/off-peak and time')
     var.add_argument("--n", type=int, default=50, help="calls per model (default 50)")
-    var.add_argument("--pause", type=float, default=0.3, help="seconds between calls (default 0.3)")
     var.add_argument("--max-tokens", type=int, default=256)
     var.add_argument("--stream", action="store_true", help="also a streamed call per sample (time to first token)")
-    var.add_argument("--base-url", help="endpoint override, e.g. a running `lab emulator` or a vLLM server")
-    var.add_argument("--emulator", metavar="PROFILE", help="run against an in-process emulator (synthetic): report, fixed")
-    var.add_argument("--seed", type=int, default=0, help="emulator seed (combined with the window's name)")
-    var.add_argument("--live", action="store_true", help="allow paid calls to a real provider")
-    var.add_argument("--max-cost", type=float, metavar="USD", help="refuse a paid run whose estimate exceeds this")
     var.set_defaults(handler=_collect_variance)
+    rev = experiments.add_parser("review", help="experiment 2: n reviews of the sample code, three call sites each")
+    rev.add_argument("--n", type=int, default=20, help="reviews (default 20)")
+    rev.set_defaults(handler=_collect_review)
+    for sub in (var, rev):
+        sub.add_argument("--run", required=True, help="run id: data/runs/RUN/")
+        sub.add_argument("--provider", choices=config.PROVIDERS, help="default: LLM_PROVIDER or anthropic")
+        sub.add_argument("--model", action="append" if sub is var else "store",
+                         help="model id (default: the provider's)" + ("; repeat for several" if sub is var else ""))
+        sub.add_argument("--pause", type=float, default=0.3, help="seconds between calls (default 0.3)")
+        sub.add_argument("--base-url", help="endpoint override, e.g. a running `lab emulator` or a vLLM server")
+        sub.add_argument("--emulator", metavar="PROFILE",
+                         help="run against an in-process emulator (synthetic answers): report, fixed, instant")
+        sub.add_argument("--seed", type=int, default=0, help="emulator seed (combined with the window's name)")
+        sub.add_argument("--live", action="store_true", help="allow paid calls to a real provider")
+        sub.add_argument("--max-cost", type=float, metavar="USD", help="refuse a paid run whose estimate exceeds this")
 
     report = commands.add_parser("report", help="execute the notebooks and write HTML to reports/")
     report.add_argument("--notebooks", default="notebooks")

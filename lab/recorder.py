@@ -33,18 +33,25 @@ class RecordedStream:
         return self.record.text if self.record else ""
 
 
+MODES = ("replay", "local", "live")
+
+
 class Recorder:
     """Calls ``lab.llm`` through ``run``.
 
-    On a miss the call is made and recorded when its endpoint is on this
-    machine (the emulator costs nothing) or ``live`` is true (an explicit
-    opt-in for paid providers); otherwise :class:`MissingRecord` says what is
-    missing and ``collect_hint``, the command that collects it.
+    What happens on a miss depends on ``mode``: ``replay`` never calls;
+    ``local`` (the default) calls endpoints on this machine, such as the
+    emulator, which cost nothing; ``live`` also calls paid providers (an
+    explicit opt-in). A miss that may not be called raises
+    :class:`MissingRecord`, naming what is missing and ``collect_hint``, the
+    command that collects it.
     """
 
-    def __init__(self, run: Run, *, live: bool = False, collect_hint: str | None = None,
+    def __init__(self, run: Run, *, mode: str = "local", collect_hint: str | None = None,
                  experiment: str | None = None) -> None:
-        self.run, self.live, self.collect_hint, self.experiment = run, live, collect_hint, experiment
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        self.run, self.mode, self.collect_hint, self.experiment = run, mode, collect_hint, experiment
 
     def key(self, kind: str, prompt: str, max_tokens: int, options: dict[str, Any], *,
             schema: schemas.Schema | None = None, window: str | None = None, sample: int | None = None) -> CallKey:
@@ -56,13 +63,12 @@ class Recorder:
         return CallKey(settings.provider, settings.endpoint, settings.model, kind, request, window, sample)
 
     def _may_call(self, key: CallKey) -> None:
-        if self.live or is_local(key.endpoint):
+        if self.mode == "live" or (self.mode == "local" and is_local(key.endpoint)):
             return
         hint = f"\nCollect it with: {self.collect_hint}" if self.collect_hint else ""
-        raise MissingRecord(
-            f"run {self.run.id!r} has no record of {key.describe()} and live calls to {key.endpoint} "
-            f"are not allowed (pass live=True, or --live on the command line, to pay for them).{hint}"
-        )
+        why = "this is a replay" if self.mode == "replay" else (
+            f"calls to {key.endpoint} are paid: pass mode='live', or --live on the command line")
+        raise MissingRecord(f"run {self.run.id!r} has no record of {key.describe()} and {why}.{hint}")
 
     def keep(self, key: CallKey, record: CallRecord) -> CallRecord:
         """Tag a fresh record with its run, window and sample, and append it."""
@@ -116,4 +122,22 @@ class Recorder:
         return RecordedStream(self, key, live)
 
 
-__all__ = ["MissingRecord", "RecordedStream", "Recorder"]
+
+
+class Tagged:
+    """A recorder with the window and sample fixed: the same methods as ``lab.llm``, recorded."""
+
+    def __init__(self, recorder: Recorder, *, window: str | None = None, sample: int | None = None) -> None:
+        self._recorder, self._tags = recorder, {"window": window, "sample": sample}
+
+    def complete(self, prompt: str, **options: Any) -> llm.Completion:
+        return self._recorder.complete(prompt, **self._tags, **options)
+
+    def stream(self, prompt: str, **options: Any) -> RecordedStream:
+        return self._recorder.stream(prompt, **self._tags, **options)
+
+    def complete_json(self, prompt: str, schema: schemas.Schema, **options: Any) -> llm.Completion:
+        return self._recorder.complete_json(prompt, schema, **self._tags, **options)
+
+
+__all__ = ["MissingRecord", "RecordedStream", "Recorder", "Tagged"]

@@ -146,7 +146,7 @@ def collect(run: Run, design: Design, session: Session, *, live: bool = False, p
     Returns the number of calls made. Provider failures are recorded, never raised.
     """
     _start(run, design, session)
-    recorder = Recorder(run, live=live, collect_hint=collect_command(run, design, session))
+    recorder = Recorder(run, mode="live" if live else "local", collect_hint=collect_command(run, design, session))
     keys = list(session.keys(design, recorder))
     made = 0
     with tqdm(total=len(keys), desc=session.window, unit="call", disable=not progress) as bar:
@@ -177,7 +177,7 @@ def load(run_id: str, root: Path | str = RUNS_DIR) -> pd.DataFrame:
     run = Run(run_id, root)
     manifest = run.manifest
     design = Design(**manifest["design"])
-    recorder = Recorder(run)
+    recorder = Recorder(run, mode="replay")
     records = []
     for entry in manifest["sessions"]:
         session = Session(entry["window"], entry["provider"], entry["endpoint"], tuple(entry["models"]))

@@ -70,7 +70,7 @@ def test_a_miss_without_live_calls_names_the_run_the_record_and_the_command(tmp_
                           model="claude-sonnet-4-6")
     message = str(caught.value)
     assert "'paid'" in message and "claude-sonnet-4-6" in message and "sample 3" in message
-    assert "lab collect variance --run paid" in message and "live" in message
+    assert "lab collect variance --run paid" in message and "--live" in message
 
 
 def collect_cmd(run_id: str, n: int = 20) -> list[str]:
