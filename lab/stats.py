@@ -1,0 +1,476 @@
+"""Statistics for call records and reviews: thin wrappers that shape library results into tidy frames.
+
+Every helper calls scipy.stats, statsmodels or pingouin and names the function it
+builds on; none re-implements a test. Randomness comes from a ``seed`` (an int or
+a :class:`numpy.random.Generator`), so results are reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower
+from statsmodels.stats.proportion import proportion_confint
+
+Seed = int | np.random.Generator | None
+
+METRICS: tuple[str, ...] = ("latency_ms", "ttft_ms")
+PERCENTILES: tuple[int, ...] = (25, 50, 75, 90, 95, 99)
+
+
+# --- summaries ----------------------------------------------------------------------------------------------------
+
+def _quantile(values: pd.Series, q: float) -> float:
+    values = values.dropna().to_numpy(float)
+    return float(np.quantile(values, q)) if len(values) else math.nan
+
+
+def latency_summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """One row per group: ``n``, ``n_ok``, ``error_rate`` and, over successful calls, mean, min, max
+    and p25 to p99 of ``latency_ms`` and ``ttft_ms`` (``numpy.quantile``, linear; NaN where empty)."""
+    by = list(by)
+    ok = df["status"].eq("ok")
+    frame = df[by].copy()
+    frame["_ok"] = ok.to_numpy()
+    for metric in METRICS:
+        values = df[metric] if metric in df else pd.Series(np.nan, index=df.index)
+        frame[metric] = values.astype("float64").where(ok)
+    grouped = frame.groupby(by, sort=True, observed=True, dropna=False)
+    out = grouped["_ok"].agg(n="size", n_ok="sum")
+    out["n"] = out["n"].astype(int)
+    out["n_ok"] = out["n_ok"].astype(int)
+    out["error_rate"] = 1 - out["n_ok"] / out["n"]
+    for metric in METRICS:
+        column = grouped[metric]
+        out[f"{metric}_mean"] = column.mean()
+        out[f"{metric}_min"] = column.min()
+        out[f"{metric}_max"] = column.max()
+        for p in PERCENTILES:
+            out[f"{metric}_p{p}"] = column.agg(_quantile, p / 100)
+    return out.reset_index()
+
+
+# --- multiple testing ---------------------------------------------------------------------------------------------
+
+def holm(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Holm-adjusted p-values and rejections (``statsmodels.stats.multitest.multipletests``); NaN stays NaN."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted, reject = np.full_like(p, np.nan), np.zeros(p.shape, dtype=bool)
+    finite = ~np.isnan(p)
+    if finite.any():
+        with _frozen_heap():
+            reject[finite], adjusted[finite], *_ = multipletests(p[finite], alpha=alpha, method="holm")
+    return adjusted, reject
+
+
+@contextlib.contextmanager
+def _frozen_heap():
+    # multipletests(method="holm") ends with gc.collect(), a scan of the whole heap: in a notebook that costs
+    # a good part of a second per call, which a simulation calling it thousands of times cannot afford.
+    # Freezing the objects that already exist (gc.freeze, undone afterwards) limits the scan to new ones.
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def with_holm(frame: pd.DataFrame, column: str = "p_value", alpha: float = 0.05) -> pd.DataFrame:
+    """``frame`` with ``p_holm`` and ``reject`` columns: Holm across every row, one family (see :func:`holm`)."""
+    adjusted, reject = holm(frame[column].to_numpy(float), alpha)
+    return frame.assign(p_holm=adjusted, reject=reject)
+
+
+# --- experiment 1: windows, models, tails -------------------------------------------------------------------------
+
+def time_of_day_tests(df: pd.DataFrame, *, value: str = "latency_ms", window: str = "window", by: str = "model",
+                      n_resamples: int = 9999, seed: Seed = 0, alpha: float = 0.05) -> pd.DataFrame:
+    """Per ``by`` group, do the windows share one distribution? One row per test, Holm across all rows.
+
+    ``scipy.stats.kruskal`` (Kruskal-Wallis) and ``scipy.stats.anderson_ksamp`` (midrank variant, p-value by
+    ``scipy.stats.PermutationMethod``); Holm by :func:`with_holm`.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for key, group in df.groupby(by, sort=True, observed=True):
+        samples = [g[value].dropna().to_numpy(float) for _, g in group.groupby(window, sort=True, observed=True)]
+        samples = [s for s in samples if len(s)]
+        n = sum(len(s) for s in samples)
+        kw = stats.kruskal(*samples)
+        ad = stats.anderson_ksamp(samples, variant="midrank",
+                                  method=stats.PermutationMethod(n_resamples=n_resamples, rng=rng))
+        for test, result in (("Kruskal-Wallis", kw), ("Anderson-Darling k-sample (permutation)", ad)):
+            rows.append({by: key, "test": test, "windows": len(samples), "n": n,
+                         "statistic": float(result.statistic), "p_value": float(result.pvalue)})
+    return with_holm(pd.DataFrame(rows), alpha=alpha)
+
+
+def median_difference(x: Sequence[float], y: Sequence[float], *, relative: bool = False, confidence: float = 0.95,
+                      n_resamples: int = 4999, seed: Seed = 0) -> pd.Series:
+    """median(y) - median(x) (or median(y) / median(x) - 1 if ``relative``), BCa interval (``scipy.stats.bootstrap``)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+
+    def statistic(a, b, axis=-1):
+        ma, mb = np.median(a, axis=axis), np.median(b, axis=axis)
+        return mb / ma - 1 if relative else mb - ma
+
+    result = stats.bootstrap((x, y), statistic, method="BCa", confidence_level=confidence, n_resamples=n_resamples,
+                             vectorized=True, rng=np.random.default_rng(seed))
+    ci = result.confidence_interval
+    return pd.Series({"estimate": float(statistic(x, y)), "low": float(ci.low), "high": float(ci.high),
+                      "n_x": len(x), "n_y": len(y)})
+
+
+def superiority(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 1999,
+                seed: Seed = 0) -> pd.DataFrame:
+    """P(Y > X) + P(Y = X)/2 (common-language effect size, ``U_y / (n_x n_y)`` from ``scipy.stats.mannwhitneyu``)
+    and Cliff's delta (``2 P - 1``), with a BCa interval from ``scipy.stats.bootstrap``.
+
+    BCa intervals respect monotone transformations, so delta's interval is P's, transformed.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+
+    def prob(a, b, axis=-1):
+        return stats.mannwhitneyu(b, a, axis=axis, method="asymptotic").statistic / (a.shape[axis] * b.shape[axis])
+
+    estimate = float(prob(x, y))
+    result = stats.bootstrap((x, y), prob, method="BCa", confidence_level=confidence, n_resamples=n_resamples,
+                             vectorized=True, rng=np.random.default_rng(seed))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return pd.DataFrame([
+        {"effect size": "P(Y > X)", "estimate": estimate, "low": low, "high": high},
+        {"effect size": "Cliff's delta", "estimate": 2 * estimate - 1, "low": 2 * low - 1, "high": 2 * high - 1},
+    ])
+
+
+def quantile_difference_test(x: Sequence[float], y: Sequence[float], *, q: float = 0.95, n_resamples: int = 9999,
+                             alternative: str = "two-sided", seed: Seed = 0) -> pd.Series:
+    """Difference of the q-quantiles, quantile(y) - quantile(x), tested by ``scipy.stats.permutation_test``."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+
+    def statistic(a, b, axis=-1):
+        return np.quantile(b, q, axis=axis) - np.quantile(a, q, axis=axis)
+
+    result = stats.permutation_test((x, y), statistic, vectorized=True, n_resamples=n_resamples,
+                                    alternative=alternative, rng=np.random.default_rng(seed))
+    return pd.Series({"q": q, "quantile_x": float(np.quantile(x, q)), "quantile_y": float(np.quantile(y, q)),
+                      "difference": float(result.statistic), "p_value": float(result.pvalue),
+                      "n_x": len(x), "n_y": len(y)})
+
+
+def exceedance_test(x: Sequence[float], y: Sequence[float], threshold: float, *, method: str = "fisher",
+                    alternative: str = "two-sided") -> pd.Series:
+    """Counts over ``threshold`` in x and y, compared by ``scipy.stats.fisher_exact`` (or ``boschloo_exact``).
+
+    The 2x2 table has rows x, y and columns over, not over; the odds ratio is fisher_exact's (odds of x over
+    odds of y). Fix the threshold before looking at the data.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    over_x, over_y = int((x > threshold).sum()), int((y > threshold).sum())
+    table = np.array([[over_x, len(x) - over_x], [over_y, len(y) - over_y]])
+    fisher = stats.fisher_exact(table, alternative=alternative)
+    p = fisher.pvalue if method == "fisher" else stats.boschloo_exact(table, alternative=alternative).pvalue
+    return pd.Series({"threshold": threshold, "over_x": over_x, "n_x": len(x), "over_y": over_y, "n_y": len(y),
+                      "share_x": over_x / len(x), "share_y": over_y / len(y), "odds_ratio": float(fisher.statistic),
+                      "p_value": float(p), "method": method})
+
+
+def spearman_interval(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 1999,
+                      seed: Seed = 0) -> pd.Series:
+    """Spearman's rho and p (``scipy.stats.spearmanr``) with a paired BCa interval (``scipy.stats.bootstrap``)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    point = stats.spearmanr(x, y)
+    result = stats.bootstrap((x, y), lambda a, b: stats.spearmanr(a, b).statistic, paired=True, vectorized=False,
+                             method="BCa", confidence_level=confidence, n_resamples=n_resamples,
+                             rng=np.random.default_rng(seed))
+    return pd.Series({"rho": float(point.statistic), "low": float(result.confidence_interval.low),
+                      "high": float(result.confidence_interval.high), "p_value": float(point.pvalue), "n": len(x)})
+
+
+# --- what n buys: distribution-free quantile intervals -------------------------------------------------------------
+
+def quantile_interval(x: Sequence[float], p: float, *, confidence: float = 0.95) -> pd.Series:
+    """The p-quantile (numpy, linear) with a distribution-free interval from order statistics
+    (``scipy.stats.quantile_test(...).confidence_interval``); a bound that needs more data is NaN."""
+    x = np.asarray(x, float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return pd.Series({"n": 0, "p": p, "estimate": math.nan, "low": math.nan, "high": math.nan,
+                          "width": math.nan, "estimable": False})
+    ci = stats.quantile_test(x, p=p).confidence_interval(confidence)
+    low, high = float(ci.low), float(ci.high)
+    return pd.Series({"n": len(x), "p": p, "estimate": float(np.quantile(x, p)), "low": low, "high": high,
+                      "width": high - low, "estimable": bool(np.isfinite(low) and np.isfinite(high))})
+
+
+def quantile_estimable(n: int, p: float, *, confidence: float = 0.95) -> bool:
+    """Whether n observations give both bounds of a two-sided distribution-free interval for the p-quantile.
+
+    Asks ``scipy.stats.quantile_test`` itself, on ``n`` distinct values.
+    """
+    if n < 1:
+        return False
+    ci = stats.quantile_test(np.arange(n, dtype=float), p=p).confidence_interval(confidence)
+    return bool(np.isfinite(ci.low) and np.isfinite(ci.high))
+
+
+def min_n_for_quantile(p: float, *, confidence: float = 0.95) -> int:
+    """The smallest n at which the p-quantile is estimable (see :func:`quantile_estimable`).
+
+    Both tails of the interval must hold (1 - confidence) / 2: ``max(p, 1-p) ** n <= (1 - confidence) / 2``
+    gives a first guess, which :func:`quantile_estimable` then confirms.
+    """
+    n = max(1, math.ceil(math.log((1 - confidence) / 2) / math.log(max(p, 1 - p))) - 2)
+    while not quantile_estimable(n, p, confidence=confidence):
+        n += 1
+    return n
+
+
+def estimable_percentiles(n: int, percentiles: Iterable[float] = (50, 75, 90, 95, 99, 99.9), *,
+                          confidence: float = 0.95) -> pd.DataFrame:
+    """For each percentile: the n it needs (:func:`min_n_for_quantile`) and whether ``n`` is enough."""
+    rows = []
+    for pct in percentiles:
+        need = min_n_for_quantile(pct / 100, confidence=confidence)
+        rows.append({"percentile": pct, "n": n, "min_n": need, "estimable": n >= need})
+    return pd.DataFrame(rows)
+
+
+def quantile_table(df: pd.DataFrame, value: str, by: list[str], percentiles: Iterable[float] = (50, 95, 99), *,
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """:func:`quantile_interval` per group and percentile, one tidy row each."""
+    rows = []
+    for key, group in df.groupby(by, sort=True, observed=True):
+        key = key if isinstance(key, tuple) else (key,)
+        for pct in percentiles:
+            row = quantile_interval(group[value].to_numpy(float), pct / 100, confidence=confidence)
+            rows.append({**dict(zip(by, key)), "percentile": pct, **row.drop("p").to_dict()})
+    out = pd.DataFrame(rows)
+    out["n"] = out["n"].astype(int)
+    return out
+
+
+# --- experiment 2: scores, issue counts, detection, consistency, power -----------------------------------------------
+
+def rank_tests(x: Sequence[float], y: Sequence[float]) -> pd.DataFrame:
+    """Two independent samples (scores, token counts) by ranks: ``scipy.stats.mannwhitneyu`` and
+    ``scipy.stats.brunnermunzel``.
+
+    Both report P(Y > X) + P(Y = X)/2 (``U_y / (n_x n_y)``) as the effect; Brunner-Munzel does not assume
+    equal spreads.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    mw = stats.mannwhitneyu(y, x)
+    with _degenerate_ok():
+        bm = stats.brunnermunzel(y, x)
+    effect = float(mw.statistic) / (len(x) * len(y))
+    return pd.DataFrame([
+        {"test": "Mann-Whitney U", "statistic": float(mw.statistic), "p_value": float(mw.pvalue),
+         "P(Y > X)": effect, "n_x": len(x), "n_y": len(y)},
+        {"test": "Brunner-Munzel", "statistic": float(bm.statistic), "p_value": float(bm.pvalue),
+         "P(Y > X)": effect, "n_x": len(x), "n_y": len(y)},
+    ])
+
+
+@contextlib.contextmanager
+def _degenerate_ok():
+    # Samples with no spread (every value tied, or two groups with no overlap and no spread) have no
+    # defined test statistic; scipy warns and returns NaN. Callers treat NaN as "no evidence".
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.filterwarnings("ignore", message="p-value cannot be estimated", category=RuntimeWarning)
+        yield
+
+
+def mannwhitney_pvalues(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Two-sided ``scipy.stats.mannwhitneyu`` p-values along the last axis (one per row); NaN where undefined."""
+    with _degenerate_ok():
+        return np.asarray(stats.mannwhitneyu(x, y, axis=-1).pvalue)
+
+
+def brunnermunzel_pvalues(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Two-sided ``scipy.stats.brunnermunzel`` p-values along the last axis (one per row); NaN where undefined."""
+    with _degenerate_ok():
+        return np.asarray(stats.brunnermunzel(x, y, axis=-1).pvalue)
+
+
+def count_rate_ratio(counts: Sequence[float], groups: Sequence[Any], *, reference: Any, confidence: float = 0.95,
+                     overdispersion: float = 1.5) -> pd.DataFrame:
+    """Rate ratio of counts, other group over ``reference``, from a GLM with a log link (``statsmodels`` GLM).
+
+    Rows: Poisson; quasi-Poisson (Pearson chi2 scale, honest when the dispersion is not 1); and, when
+    the dispersion exceeds ``overdispersion``, a negative binomial fit
+    (``statsmodels.discrete.discrete_model.NegativeBinomial``) whose alpha is estimated.
+    ``dispersion`` is Pearson chi2 / residual df of the Poisson fit: 1 for Poisson counts.
+    """
+    counts = np.asarray(counts, float)
+    groups = np.asarray(groups)
+    levels = list(dict.fromkeys(groups.tolist()))
+    if reference not in levels or len(levels) != 2:
+        raise ValueError(f"need two groups, one of them {reference!r}; got {levels}")
+    other = next(level for level in levels if level != reference)
+    design = sm.add_constant((groups == other).astype(float), has_constant="add")
+    poisson = sm.GLM(counts, design, family=sm.families.Poisson()).fit()
+    dispersion = float(poisson.pearson_chi2 / poisson.df_resid)
+    quasi = sm.GLM(counts, design, family=sm.families.Poisson()).fit(scale="X2")
+    fits = [("Poisson", poisson), ("quasi-Poisson", quasi)]
+    if dispersion > overdispersion:
+        nb = sm.NegativeBinomial(counts, design).fit(disp=False)
+        fits.append(("negative binomial", nb))
+    rows = []
+    level = 1 - confidence
+    for name, fit in fits:
+        low, high = np.asarray(fit.conf_int(alpha=level))[1]
+        rows.append({"model": name, "group": other, "reference": reference,
+                     "mean": float(counts[groups == other].mean()), "mean_reference": float(counts[groups == reference].mean()),
+                     "rate_ratio": float(np.exp(np.asarray(fit.params)[1])), "low": float(np.exp(low)),
+                     "high": float(np.exp(high)), "p_value": float(np.asarray(fit.pvalues)[1]),
+                     "dispersion": dispersion})
+    return pd.DataFrame(rows)
+
+
+def _found_matrix(reviews: pd.DataFrame, issues: Sequence[str], found: str) -> pd.DataFrame:
+    return pd.DataFrame([[issue in set(row) for issue in issues] for row in reviews[found]], columns=list(issues),
+                        index=reviews.index)
+
+
+def issue_detection(reviews: pd.DataFrame, issues: Sequence[str], *, group: str = "provider", found: str = "found",
+                    alpha: float = 0.05) -> pd.DataFrame:
+    """Per issue, does the share of reviews that found it differ between the two groups?
+
+    ``scipy.stats.fisher_exact`` on each issue's 2x2 table (found / not, per group), Holm across issues.
+    """
+    levels = sorted(reviews[group].unique())
+    if len(levels) != 2:
+        raise ValueError(f"need exactly two groups in {group!r}, got {levels}")
+    matrix = _found_matrix(reviews, issues, found)
+    rows = []
+    for issue in issues:
+        hits = [int(matrix.loc[reviews[group] == level, issue].sum()) for level in levels]
+        sizes = [int((reviews[group] == level).sum()) for level in levels]
+        table = [[hits[0], sizes[0] - hits[0]], [hits[1], sizes[1] - hits[1]]]
+        result = stats.fisher_exact(table)
+        rows.append({"issue": issue, f"found_{levels[0]}": hits[0], f"n_{levels[0]}": sizes[0],
+                     f"found_{levels[1]}": hits[1], f"n_{levels[1]}": sizes[1],
+                     f"share_{levels[0]}": hits[0] / sizes[0], f"share_{levels[1]}": hits[1] / sizes[1],
+                     "odds_ratio": float(result.statistic), "p_value": float(result.pvalue)})
+    return with_holm(pd.DataFrame(rows), alpha=alpha)
+
+
+def detection_icc(reviews: pd.DataFrame, issues: Sequence[str], *, group: str = "provider", found: str = "found",
+                  rater: str = "sample") -> pd.DataFrame:
+    """Run-to-run consistency per group by ``pingouin.intraclass_corr``: the issues are the targets, each
+    review is a rater, the rating is found (1) or not (0).
+
+    ICC(A,1) near 1: any two reviews find the same issues; near 0: which issues a review finds is chance.
+    ICC(A,k): reliability of the pooled verdict of all k reviews. (The reviews cover one code sample, so
+    scores have a single target and no ICC of their own.) Like kappa, the ICC is low when nearly every
+    issue is found by nearly every review (little variance between targets); ``agreement``, the share of
+    pairs of reviews that agree on an issue, averaged over issues, shows that case.
+    """
+    import pingouin as pg
+
+    rows = []
+    for level, subset in reviews.groupby(group, sort=True):
+        matrix = _found_matrix(subset, issues, found).astype(float)
+        matrix.index = subset[rater].to_numpy()
+        n, hits = matrix.shape[0], matrix.sum()
+        agreement = float(((hits * (hits - 1) + (n - hits) * (n - hits - 1)) / (n * (n - 1))).mean())
+        long = matrix.rename_axis("rater").reset_index().melt(id_vars="rater", var_name="issue", value_name="found")
+        with warnings.catch_warnings():
+            # pingouin 0.7 calls DataFrame.dropna(inplace=True), which pandas 3.1 deprecates; harmless here.
+            warnings.filterwarnings("ignore", message="The inplace keyword", category=pd.errors.Pandas4Warning)
+            table = pg.intraclass_corr(long, targets="issue", raters="rater", ratings="found")
+        ci_column = next(c for c in table.columns if c.startswith("CI"))
+        for _, row in table[table["Type"].isin(["ICC(A,1)", "ICC(A,k)"])].iterrows():
+            low, high = row[ci_column]
+            rows.append({group: level, "type": row["Type"], "icc": float(row["ICC"]), "low": float(low),
+                         "high": float(high), "F": float(row["F"]), "p_value": float(row["pval"]),
+                         "agreement": agreement, "reviews": n, "issues": matrix.shape[1]})
+    return pd.DataFrame(rows)
+
+
+def reviews_needed(sd: float, difference: float = 2.0, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Reviews per group for a two-sided t-test to detect ``difference`` at ``sd``
+    (``statsmodels.stats.power.TTestIndPower.solve_power``); round up to use it."""
+    return float(TTestIndPower().solve_power(effect_size=difference / sd, alpha=alpha, power=power, ratio=1.0))
+
+
+def t_test_power(sd: float, difference: float, ns: Iterable[int], *, alpha: float = 0.05) -> pd.DataFrame:
+    """Power of a two-sided two-sample t-test per group size (``TTestIndPower.power``)."""
+    analysis = TTestIndPower()
+    return pd.DataFrame([{"n": int(n), "power": float(analysis.power(difference / sd, nobs1=n, alpha=alpha))}
+                         for n in ns])
+
+
+def mannwhitney_power(residuals: Sequence[float], difference: float, ns: Iterable[int], *, centre: float = 0.0,
+                      n_sim: int = 2000, alpha: float = 0.05, seed: Seed = 0) -> pd.DataFrame:
+    """Simulated size and power of ``scipy.stats.mannwhitneyu`` per group size, by :func:`calibrate`.
+
+    Both groups are ``centre`` plus residuals drawn with replacement from ``residuals`` (integers stay
+    integers, ties included); under the effect the second group is shifted by ``difference``.
+    """
+    residuals = np.asarray(residuals, float)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for n in ns:
+        def draw(shift, n=n):
+            return lambda g, size: (centre + g.choice(residuals, (size, n)),
+                                    centre + shift + g.choice(residuals, (size, n)))
+
+        frame = calibrate(mannwhitney_pvalues, draw(0.0), draw(difference), n_sim=n_sim, alpha=alpha, seed=rng,
+                          vectorized=True)
+        frames.append(frame.assign(n=int(n)))
+    return pd.concat(frames, ignore_index=True)
+
+
+
+# --- calibration by simulation ----------------------------------------------------------------------------------
+
+def rejection_rate(rejections: int, n: int, *, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Share rejected with an exact (Clopper-Pearson) interval (``statsmodels proportion_confint``, ``beta``)."""
+    low, high = proportion_confint(rejections, n, alpha=1 - confidence, method="beta")
+    return rejections / n, float(low), float(high)
+
+
+Draw = Callable[..., tuple]
+
+
+def calibrate(test: Callable[..., Any], null: Draw, effect: Draw | None = None, *, n_sim: int = 1000,
+              alpha: float = 0.05, seed: Seed = 0, vectorized: bool = False,
+              confidence: float = 0.95) -> pd.DataFrame:
+    """Run ``test`` on data simulated with a known answer: the false-positive rate under ``null`` and the
+    power under ``effect``, each with an exact binomial interval (:func:`rejection_rate`).
+
+    ``null(rng)`` / ``effect(rng)`` return the samples of one simulation and ``test(*samples)`` a p-value
+    (rejected when <= ``alpha``) or a bool (rejected). With ``vectorized``, ``null(rng, n_sim)`` returns
+    every simulation at once (leading axis ``n_sim``) and ``test`` returns ``n_sim`` results.
+    A p-value that is NaN counts as not rejected.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for scenario, quantity, draw in (("no effect", "false-positive rate", null), ("known effect", "power", effect)):
+        if draw is None:
+            continue
+        if vectorized:
+            results = np.asarray(test(*draw(rng, n_sim)))
+        else:
+            results = np.array([test(*draw(rng)) for _ in range(n_sim)])
+        rejected = results if results.dtype == bool else np.nan_to_num(results.astype(float), nan=1.0) <= alpha
+        rate, low, high = rejection_rate(int(rejected.sum()), n_sim, confidence=confidence)
+        rows.append({"scenario": scenario, "quantity": quantity, "n_sim": n_sim, "rejections": int(rejected.sum()),
+                     "rate": rate, "low": low, "high": high})
+    return pd.DataFrame(rows)
