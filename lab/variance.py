@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lab import prices
+from lab.config import ConfigurationError
 from lab.recorder import Recorder
 from lab.records import records_frame
 from lab.store import RUNS_DIR, CallKey, MissingRecord, Run, now, versions
@@ -121,7 +122,7 @@ def _note_session(run: Run, design: Design, session: Session) -> None:
         "run_id": run.id, "experiment": EXPERIMENT, "design": asdict(design), "started_at": now(), "sessions": [],
     }
     if manifest["design"] != asdict(design):
-        raise ValueError(f"run {run.id!r} was collected with {manifest['design']}; "
+        raise ConfigurationError(f"run {run.id!r} was collected with {manifest['design']}; "
                          f"this command asks for {asdict(design)}: use a new --run")
     earlier = [entry for entry in manifest["sessions"] if _same(entry, session)]
     entry = {**asdict(session), "models": list(session.models), "ended_at": None, "versions": versions(),

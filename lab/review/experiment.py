@@ -16,6 +16,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lab.paths import DATA_DIR, ROOT
+from lab.config import ConfigurationError
 from lab.recorder import Recorder, Tagged
 from lab.records import records_frame
 from lab.review import app, scoring
@@ -51,7 +52,7 @@ def _note_session(run: Run, design: Design, session: Session) -> None:
             "sessions": [],
         }
         if manifest["design"] != asdict(design):
-            raise ValueError(f"run {run.id!r} was collected with {manifest['design']}: use a new --run")
+            raise ConfigurationError(f"run {run.id!r} was collected with {manifest['design']}: use a new --run")
         others = [s for s in manifest["sessions"] if (s["provider"], s["model"]) != (session.provider, session.model)]
         manifest["sessions"] = [*others, {**asdict(session), "started_at": now(), "versions": versions()}]
         manifest["ended_at"] = None
