@@ -125,6 +125,39 @@ class Run:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         os.replace(tmp, self.manifest_path)
 
+    def begin_session(self, experiment: str, design: Mapping[str, Any], session: Mapping[str, Any],
+                      identity: tuple[str, ...]) -> None:
+        """Create the manifest, or check that ``design`` is the run's; note ``session`` (one collection).
+
+        A session with the same ``identity`` fields is a resumption: it replaces the earlier entry and
+        keeps its start time. A different design raises :class:`~lab.config.ConfigurationError`.
+        """
+        from lab.config import ConfigurationError
+
+        with self.locked():
+            manifest = self.manifest if self.exists else {
+                "run_id": self.id, "experiment": experiment, "design": dict(design), "started_at": now(),
+                "sessions": [],
+            }
+            if manifest["design"] != dict(design):
+                raise ConfigurationError(f"run {self.id!r} was collected with {manifest['design']}; "
+                                         f"this command asks for {dict(design)}: use a new --run")
+            same = [e for e in manifest["sessions"] if all(e[f] == session[f] for f in identity)]
+            entry = {**session, "started_at": same[0]["started_at"] if same else now(), "ended_at": None,
+                     "versions": versions()}
+            manifest["sessions"] = [e for e in manifest["sessions"] if e not in same] + [entry]
+            self.write_manifest(manifest)
+
+    def end_session(self, session: Mapping[str, Any], identity: tuple[str, ...]) -> None:
+        """Stamp the end of a session (and of the run so far)."""
+        with self.locked():
+            manifest = self.manifest
+            for entry in manifest["sessions"]:
+                if all(entry[f] == session[f] for f in identity):
+                    entry["ended_at"] = now()
+            manifest["ended_at"] = now()
+            self.write_manifest(manifest)
+
     # -- records ----------------------------------------------------------------------------
 
     def _load(self) -> dict[str, CallRecord]:

@@ -20,10 +20,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from lab import prices
-from lab.config import ConfigurationError
 from lab.recorder import Recorder
 from lab.records import records_frame
-from lab.store import RUNS_DIR, CallKey, MissingRecord, Run, now, versions
+from lab.store import RUNS_DIR, CallKey, MissingRecord, Run
 
 PROMPT = "Explain in 2-3 sentences why infrastructure reliability matters for software companies."
 REPORT_MODELS = {"Haiku": "claude-haiku-4-5", "Sonnet": "claude-sonnet-4-6"}
@@ -106,39 +105,11 @@ def collect_command(run: Run, design: Design, session: Session) -> str:
     return shlex.join(words)
 
 
-def _same(entry: dict, session: Session) -> bool:
-    return (entry["window"], entry["provider"], entry["models"]) == (
-        session.window, session.provider, list(session.models))
+IDENTITY = ("window", "provider", "models")  # what makes a second collection a resumption of a session
 
 
-def _start(run: Run, design: Design, session: Session) -> None:
-    """Create the run's manifest, or check the design agrees with it; note the session."""
-    with run.locked():
-        _note_session(run, design, session)
-
-
-def _note_session(run: Run, design: Design, session: Session) -> None:
-    manifest = run.manifest if run.exists else {
-        "run_id": run.id, "experiment": EXPERIMENT, "design": asdict(design), "started_at": now(), "sessions": [],
-    }
-    if manifest["design"] != asdict(design):
-        raise ConfigurationError(f"run {run.id!r} was collected with {manifest['design']}; "
-                         f"this command asks for {asdict(design)}: use a new --run")
-    earlier = [entry for entry in manifest["sessions"] if _same(entry, session)]
-    entry = {**asdict(session), "models": list(session.models), "ended_at": None, "versions": versions(),
-             "started_at": earlier[0]["started_at"] if earlier else now()}  # a resumed session keeps its start
-    manifest["sessions"] = [e for e in manifest["sessions"] if not _same(e, session)] + [entry]
-    run.write_manifest(manifest)
-
-
-def _finish(run: Run, session: Session) -> None:
-    with run.locked():
-        manifest = run.manifest
-        for entry in manifest["sessions"]:
-            if _same(entry, session):
-                entry["ended_at"] = now()
-        manifest["ended_at"] = now()
-        run.write_manifest(manifest)
+def _entry(session: Session) -> dict:
+    return {**asdict(session), "models": list(session.models)}
 
 
 def collect(run: Run, design: Design, session: Session, *, live: bool = False, progress: bool = True) -> int:
@@ -146,7 +117,7 @@ def collect(run: Run, design: Design, session: Session, *, live: bool = False, p
 
     Returns the number of calls made. Provider failures are recorded, never raised.
     """
-    _start(run, design, session)
+    run.begin_session(EXPERIMENT, asdict(design), _entry(session), IDENTITY)
     recorder = Recorder(run, mode="live" if live else "local", collect_hint=collect_command(run, design, session))
     keys = list(session.keys(design, recorder))
     made = 0
@@ -169,7 +140,7 @@ def collect(run: Run, design: Design, session: Session, *, live: bool = False, p
             bar.update(1)
             bar.set_postfix_str(f"{key.model} {record.latency_ms:,.0f} ms {record.status}")
             time.sleep(design.pause_s)
-    _finish(run, session)
+    run.end_session(_entry(session), IDENTITY)
     return made
 
 

@@ -16,11 +16,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from lab.paths import DATA_DIR, ROOT
-from lab.config import ConfigurationError
 from lab.recorder import Recorder, Tagged
 from lab.records import records_frame
 from lab.review import app, scoring
-from lab.store import RUNS_DIR, MissingRecord, Run, now, versions
+from lab.store import RUNS_DIR, MissingRecord, Run
 
 EXPERIMENT = "provider_switch_code_review"
 SAMPLE = DATA_DIR / "review" / "sample_code.py"
@@ -45,18 +44,7 @@ def collect_command(run: Run, design: Design, session: Session) -> str:
                        "--model", session.model, "--n", str(design.n)])
 
 
-def _note_session(run: Run, design: Design, session: Session) -> None:
-    with run.locked():
-        manifest = run.manifest if run.exists else {
-            "run_id": run.id, "experiment": EXPERIMENT, "design": asdict(design), "started_at": now(),
-            "sessions": [],
-        }
-        if manifest["design"] != asdict(design):
-            raise ConfigurationError(f"run {run.id!r} was collected with {manifest['design']}: use a new --run")
-        others = [s for s in manifest["sessions"] if (s["provider"], s["model"]) != (session.provider, session.model)]
-        manifest["sessions"] = [*others, {**asdict(session), "started_at": now(), "versions": versions()}]
-        manifest["ended_at"] = None
-        run.write_manifest(manifest)
+IDENTITY = ("provider", "model")  # what makes a second collection a resumption of a session
 
 
 def _review(run: Run, design: Design, session: Session, sample: int, mode: str) -> app.Review:
@@ -67,7 +55,7 @@ def _review(run: Run, design: Design, session: Session, sample: int, mode: str) 
 
 def collect(run: Run, design: Design, session: Session, *, live: bool = False, progress: bool = True) -> int:
     """Collect the reviews the run lacks for one provider and model; returns how many were made."""
-    _note_session(run, design, session)
+    run.begin_session(EXPERIMENT, asdict(design), asdict(session), IDENTITY)
     made = 0
     for sample in tqdm(range(design.n), desc=f"{session.provider}/{session.model}", unit="review",
                        disable=not progress):
@@ -76,10 +64,7 @@ def collect(run: Run, design: Design, session: Session, *, live: bool = False, p
         if len(run.index) > before:
             made += 1
             time.sleep(design.pause_s)
-    with run.locked():
-        manifest = run.manifest
-        manifest["ended_at"] = now()
-        run.write_manifest(manifest)
+    run.end_session(asdict(session), IDENTITY)
     return made
 
 
