@@ -202,9 +202,11 @@ def spearman_interval(x: Sequence[float], y: Sequence[float], *, confidence: flo
 
 # --- what n buys: distribution-free quantile intervals -------------------------------------------------------------
 
-def quantile_interval(x: Sequence[float], p: float, *, confidence: float = 0.95) -> pd.Series:
-    """The p-quantile (numpy, linear) with a distribution-free interval from order statistics
-    (``scipy.stats.quantile_test(...).confidence_interval``); a bound that needs more data is NaN."""
+def quantile_interval(x: Sequence[float], p: float, *, confidence: float = 0.95, method: str = "linear") -> pd.Series:
+    """The p-quantile (``numpy.quantile`` with ``method``) with a distribution-free interval from order
+    statistics (``scipy.stats.quantile_test(...).confidence_interval``); a bound that needs more data is
+    NaN. NaN values are dropped; ``inf`` (a request never answered) is kept, and then ``method`` should
+    pick an order statistic (``"inverted_cdf"``), as interpolating with inf is undefined."""
     x = np.asarray(x, float)
     x = x[~np.isnan(x)]
     if len(x) == 0:
@@ -212,7 +214,8 @@ def quantile_interval(x: Sequence[float], p: float, *, confidence: float = 0.95)
                           "width": math.nan, "estimable": False})
     ci = stats.quantile_test(x, p=p).confidence_interval(confidence)
     low, high = float(ci.low), float(ci.high)
-    return pd.Series({"n": len(x), "p": p, "estimate": float(np.quantile(x, p)), "low": low, "high": high,
+    estimate = float(np.quantile(x, p, method=method))
+    return pd.Series({"n": len(x), "p": p, "estimate": estimate, "low": low, "high": high,
                       "width": high - low, "estimable": bool(np.isfinite(low) and np.isfinite(high))})
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import gzip
 import hashlib
 import json
 import os
@@ -160,28 +161,96 @@ class Run:
 
     # -- records ----------------------------------------------------------------------------
 
+    def read_lines(self, name: str = "calls.jsonl") -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, entry) for each readable line of an append-only file of the run: first its
+        compacted part (``name.gz``, see :meth:`compact`), then the plain file. A damaged line is
+        reported as a :class:`DamagedLine` warning and skipped; a line found in both parts (a
+        compaction killed before it removed the plain file) is read once."""
+        seen: set[bytes] = set()
+        for path in (self.dir / f"{name}.gz", self.dir / name):
+            if not path.exists():
+                continue
+            with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
+                for number, raw in enumerate(handle, start=1):
+                    digest = hashlib.blake2b(raw, digest_size=16).digest()
+                    if digest in seen:
+                        continue
+                    seen.add(digest)
+                    if not raw.endswith(b"\n"):
+                        self._damaged(path, number, "incomplete (no line end: its write was cut short)")
+                        continue
+                    try:
+                        yield number, json.loads(raw)
+                    except ValueError as exc:
+                        self._damaged(path, number, f"unreadable ({type(exc).__name__}: {exc})")
+
+    @staticmethod
+    def _damaged(path: Path, number: int, problem: str) -> None:
+        warnings.warn(f"{path}:{number}: {problem}; line ignored, what it held counts as not collected",
+                      DamagedLine, stacklevel=4)
+
+    def append_line(self, entry: Mapping[str, Any], name: str = "calls.jsonl") -> None:
+        """Append one JSON line durably: one write under an exclusive lock, then fsync."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        while True:
+            fd = os.open(self.dir / name, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_nlink == 0:
+                    continue  # a compaction removed the file while we waited: open the new one
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    os.write(fd, b"\n")  # a torn last line stays on its own line, reported on load
+                os.write(fd, line.encode())
+                os.fsync(fd)
+                return
+            finally:
+                os.close(fd)
+
+    def compact(self, name: str = "calls.jsonl") -> None:
+        """Move every line of an append-only file into its gzip part ``name.gz`` (about ten times
+        smaller), for runs committed to the repository. Safe against a kill at any moment: the new
+        ``.gz`` replaces the old one atomically before the plain file is removed, and
+        :meth:`read_lines` reads a line found in both once. Appending afterwards starts a new plain file."""
+        plain, packed = self.dir / name, self.dir / f"{name}.gz"
+        if not plain.exists():
+            return
+        fd = os.open(plain, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # appenders wait, then find the file gone and start a new one
+            data = plain.read_bytes()
+            if data and not data.endswith(b"\n"):
+                data += b"\n"  # a torn last line stays on its own line
+            tmp = packed.with_name(packed.name + ".tmp")
+            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+                if packed.exists():
+                    out.write(gzip.decompress(packed.read_bytes()))
+                out.write(data)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, packed)
+            directory = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(directory)  # the rename is durable before the plain file goes
+            finally:
+                os.close(directory)
+            plain.unlink()
+        finally:
+            os.close(fd)
+
     def _load(self) -> dict[str, CallRecord]:
         index: dict[str, CallRecord] = {}
-        if not self.calls_path.exists():
-            return index
-        with open(self.calls_path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                problem = None
-                try:
-                    entry = json.loads(raw)
-                    key, record = entry["key"], CallRecord.from_dict(entry["record"])
-                except (ValueError, KeyError, TypeError) as exc:
-                    problem = f"unreadable ({type(exc).__name__}: {exc})"
-                else:
-                    if key in index:
-                        problem = "a second record for a call already recorded"
-                if not raw.endswith(b"\n"):
-                    problem = "incomplete (no line end: its write was cut short)"
-                if problem:
-                    warnings.warn(f"{self.calls_path}:{number}: {problem}; line ignored, its call counts "
-                                  "as not collected", DamagedLine, stacklevel=3)
-                    continue
-                index[key] = record
+        for number, entry in self.read_lines():
+            try:
+                key, record = entry["key"], CallRecord.from_dict(entry["record"])
+            except (KeyError, TypeError, ValueError) as exc:
+                self._damaged(self.calls_path, number, f"unreadable ({type(exc).__name__}: {exc})")
+                continue
+            if key in index:
+                self._damaged(self.calls_path, number, "a second record for a call already recorded")
+                continue
+            index[key] = record
         return index
 
     @property
@@ -194,19 +263,8 @@ class Run:
         return self.index.get(key.digest)
 
     def append(self, key: CallKey, record: CallRecord) -> None:
-        """Record one call durably: one write of one line, then fsync."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"key": key.digest, "record": record.to_dict()}, ensure_ascii=False) + "\n"
-        fd = os.open(self.calls_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                os.write(fd, b"\n")  # a torn last line stays on its own line, reported on load
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """Record one call durably (see :meth:`append_line`)."""
+        self.append_line({"key": key.digest, "record": record.to_dict()})
         self.index[key.digest] = record
 
     def records(self) -> list[CallRecord]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -559,3 +560,33 @@ def test_synthetic_text_tokens():
     for n in (1, 7, 150):
         text = synthetic_text(n, variant=3)
         assert len(split_tokens(text)) == n and "".join(split_tokens(text)) == text
+
+
+def test_key_by_prompt_draws_the_same_whatever_came_before():
+    prompts = [f"Request {i}. Explain reliability." for i in range(6)]
+    profile = LatencyProfile("varied", ttft_ms=5, itl_ms=0.1, output_tokens=10, sigma=0.5)
+    plans = []
+    for order in (prompts, prompts[::-1][:3]):
+        with Emulator(profile, seed=3, key_by="prompt", faults=[FaultRule("rate_limit", 0.5)]) as emu:
+            for prompt in order:
+                with contextlib.suppress(anthropic.RateLimitError):
+                    claude(emu).messages.create(model=HAIKU, max_tokens=64,
+                                                messages=[{"role": "user", "content": prompt}])
+            entries = emu.wait_for_requests(len(order))
+            plans.append({e.key.strip(): (e.planned_delay_ms, e.fault) for e in entries})
+    first, second = plans
+    assert set(second) == set(prompts[3:]) and all(second[k] == first[k] for k in second)
+    answered = [delay for delay, fault in first.values() if fault is None]
+    assert len(set(answered)) == len(answered) > 1  # a draw of its own per prompt
+    assert {fault for _, fault in first.values()} == {None, "rate_limit"}
+
+
+def test_restart_clock_moves_fault_windows():
+    with Emulator(FAST, faults=[FaultRule("overloaded", start_s=0.0, end_s=60.0)]) as emu:
+        emu.restart_clock(time.perf_counter() + 60)  # elapsed time is now -60 s: before the window
+        reply = claude(emu).messages.with_raw_response.create(model=HAIKU, max_tokens=8, messages=PROMPT)
+        assert reply.http_response.status_code == 200
+        emu.restart_clock()
+        with pytest.raises(anthropic.APIStatusError) as error:
+            claude(emu).messages.create(model=HAIKU, max_tokens=8, messages=PROMPT)
+        assert error.value.status_code == 529

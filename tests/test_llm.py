@@ -131,6 +131,10 @@ def test_faults_become_records(provider, kind, fault, error_type, status):
     if fault == "overloaded":
         assert record.http_status == (529 if provider == "anthropic" else 503)
     assert record.error_message
+    if not (fault == "cut_stream" and kind == "complete"):  # a body cut short leaves no response to read
+        assert record.synthetic  # an emulator's error is labelled synthetic like its answers
+    if fault != "cut_stream":
+        assert record.request_id == seen[0].request_id
     # SDK retries are off: the emulator saw exactly one request, the SDK's first try.
     assert len(seen) == 1 and seen[0].retry_count == 0 and record.attempts == 1
 

@@ -243,3 +243,11 @@ def test_calibration_loop_accepts_bool_results():
     result = ls.calibrate(lambda x: bool(x > 1.959964), lambda rng: (rng.normal(),), n_sim=2000, seed=4)
     assert len(result) == 1
     assert 0.015 < result["rate"].item() < 0.04  # one-sided at 2.5%
+
+
+def test_quantile_interval_counts_never_answered_requests_as_infinite():
+    x = np.r_[np.arange(1.0, 391.0), np.full(10, np.inf)]  # 400 requests, 10 never answered (2.5%)
+    p95 = ls.quantile_interval(x, 0.95, method="inverted_cdf")
+    assert p95["estimate"] == 380 and p95["estimable"] and p95["high"] <= 390
+    p99 = ls.quantile_interval(x, 0.99, method="inverted_cdf")
+    assert p99["estimate"] == np.inf and p99["low"] == np.inf  # the p99 is a failure, with 95% confidence

@@ -140,3 +140,45 @@ def test_a_damaged_line_in_the_middle_is_reported_not_fatal(tmp_path, emulator):
     with pytest.warns(DamagedLine, match=r"calls\.jsonl:2: unreadable"):
         records = Run("damaged", tmp_path).records()
     assert [r.sample for r in records] == [0, 2]
+
+
+def _lines(run: Run, name: str) -> list[dict]:
+    return [entry for _, entry in run.read_lines(name)]
+
+
+def test_compact_keeps_every_line_and_appending_goes_on(tmp_path):
+    run = Run("packed", tmp_path)
+    for i in range(3):
+        run.append_line({"i": i}, "events.jsonl")
+    plain = run.dir / "events.jsonl"
+    with open(plain, "ab") as handle:
+        handle.write(b'{"i": 99, "torn')  # a write cut short by a kill
+    run.compact("events.jsonl")
+    assert not plain.exists() and (run.dir / "events.jsonl.gz").exists()
+    run.append_line({"i": 3}, "events.jsonl")
+    run.compact("events.jsonl")
+    run.append_line({"i": 4}, "events.jsonl")
+    with pytest.warns(DamagedLine, match="unreadable"):
+        assert _lines(run, "events.jsonl") == [{"i": i} for i in range(5)]
+
+
+def test_a_compaction_killed_before_removing_the_plain_file_duplicates_nothing(tmp_path):
+    run = Run("half", tmp_path)
+    for i in range(3):
+        run.append_line({"i": i}, "events.jsonl")
+    kept = (run.dir / "events.jsonl").read_bytes()
+    run.compact("events.jsonl")
+    (run.dir / "events.jsonl").write_bytes(kept)  # as if killed between the rename and the unlink
+    run.append_line({"i": 3}, "events.jsonl")
+    assert _lines(run, "events.jsonl") == [{"i": i} for i in range(4)]
+    run.compact("events.jsonl")
+    assert _lines(run, "events.jsonl") == [{"i": i} for i in range(4)]
+
+
+def test_calls_are_replayed_from_a_compacted_run(tmp_path, emulator):
+    run = Run("r2", tmp_path)
+    options = {"provider": "openai", "model": "gpt-5-mini", "base_url": emulator.url_for("openai")}
+    first = Recorder(run).complete(PROMPT, max_tokens=32, sample=0, **options)
+    run.compact()
+    again = Recorder(Run("r2", tmp_path), mode="replay").complete(PROMPT, max_tokens=32, sample=0, **options)
+    assert again.record == first.record

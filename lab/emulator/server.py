@@ -22,6 +22,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import partial
+from typing import Literal
+
 from aiohttp import web
 
 from lab.emulator.content import ChatRequest, Responder, default_responder, estimate_tokens, split_tokens
@@ -30,6 +32,7 @@ from lab.emulator.profiles import Draw, LatencyProfile, ProfileSet, profile_set,
 from lab.emulator.wire import ERROR_MESSAGES, WIRES, Reply, Wire, WireError
 
 KEY_HEADER = "x-emulator-key"
+KeyBy = Literal["arrival", "prompt"]
 _FD_SETSIZE = 1024
 _WAKE_MARGIN_S = 0.0003
 _SWITCH_INTERVAL_S = 0.0005
@@ -261,9 +264,13 @@ class EmulatorServer:
         seed: int = 0,
         faults: Sequence[FaultRule] = (),
         responder: Responder = default_responder,
+        key_by: KeyBy = "arrival",
     ) -> None:
+        if key_by not in ("arrival", "prompt"):
+            raise ValueError(f"key_by must be 'arrival' or 'prompt', not {key_by!r}")
         self.profiles = profiles
         self.seed = seed
+        self.key_by = key_by
         self.faults = tuple(faults)
         self.responder = responder
         self.log = RequestLog()
@@ -341,6 +348,8 @@ class EmulatorServer:
             return error_plan(wire, exc.kind, exc.message, entry.request_id)
 
         key = request.headers.get(KEY_HEADER)
+        if key is None and self.key_by == "prompt":
+            key = chat.prompt
         if key is None:
             key = str(self._arrivals[chat.model])
             self._arrivals[chat.model] += 1
@@ -391,7 +400,12 @@ class Emulator:
 
     ``profile``: ``report`` (haiku/sonnet fitted profiles by model id), a profile name (``fixed``,
     ``instant``, ``haiku``, ``sonnet``) or :class:`LatencyProfile` for every model, or a mapping
-    {model substring or ``"*"``: profile}. ``port=0`` picks a free port."""
+    {model substring or ``"*"``: profile}. ``port=0`` picks a free port.
+
+    ``key_by`` chooses each request's RNG key when it has no ``x-emulator-key`` header:
+    ``arrival`` (the per-model arrival counter) or ``prompt`` (its text, so the same request draws
+    the same latency and faults whatever else was sent before it). Fault rules' time windows count
+    from :meth:`start`, or from the last :meth:`restart_clock`."""
 
     def __init__(
         self,
@@ -402,10 +416,12 @@ class Emulator:
         port: int = 0,
         faults: Sequence[FaultRule] | None = None,
         responder: Responder = default_responder,
+        key_by: KeyBy = "arrival",
     ) -> None:
         self.host = host
         self.port = port
-        self.server = EmulatorServer(profile_set(profile), seed=seed, faults=faults or (), responder=responder)
+        self.server = EmulatorServer(profile_set(profile), seed=seed, faults=faults or (), responder=responder,
+                                     key_by=key_by)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -433,6 +449,10 @@ class Emulator:
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RequestLogEntry]:
         """The log once it holds ``count`` entries (a request is logged when the server is done with it)."""
         return self.server.log.wait_for(count, timeout)
+
+    def restart_clock(self, at: float | None = None) -> None:
+        """Count fault windows from ``at`` (a ``time.perf_counter()`` value; default: now)."""
+        self.server.started = time.perf_counter() if at is None else at
 
     def start(self) -> Emulator:
         if self._thread is not None:

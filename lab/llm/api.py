@@ -69,7 +69,8 @@ class _Call:
             http_status=failure.http_status if failure else 200,
             error_message=failure.message if failure else None,
             attempts=attempts, text=reply.text, stop_reason=reply.stop_reason,
-            request_id=reply.request_id, synthetic=reply.synthetic,
+            request_id=reply.request_id or (failure.request_id if failure else None),
+            synthetic=reply.synthetic or bool(failure and failure.synthetic),
         )
 
     def retry_delay(self, attempt: int, failure: Failure | None) -> float | None:

@@ -65,6 +65,8 @@ class Failure:
     http_status: int | None
     message: str
     retry_after_s: float | None = None
+    request_id: str | None = None
+    synthetic: bool = False  # the error response came from the lab's emulator
 
 
 class CutStream(Exception):
@@ -88,7 +90,8 @@ def classify(exc: BaseException) -> Failure:
             kind = "auth"
         else:
             kind = "client_error"
-        return Failure(kind, status, _message(exc), _retry_after(exc.response))
+        info = _headers_info(Reply(), exc.response.headers)
+        return Failure(kind, status, _message(exc), _retry_after(exc.response), info.request_id, info.synthetic)
     if isinstance(exc, anthropic.APITimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
         return Failure("timeout", None, "no response within the timeout")
     if isinstance(exc, CutStream | httpx2.RemoteProtocolError | httpx2.ReadError):
