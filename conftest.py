@@ -4,7 +4,7 @@ import pytest
 
 from lab.io import llmperf_dir
 
-NEEDS_LLMPERF = ("05_real_provider_traces",)
+NEEDS_LLMPERF = ("04_hedging", "05_real_provider_traces")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,4 +1,4 @@
-"""The ``lab`` command: ``lab doctor``, ``lab emulator``, ``lab report``."""
+"""The ``lab`` command: ``lab doctor``, ``lab emulator``, ``lab collect``, ``lab report``."""
 
 from __future__ import annotations
 
@@ -103,6 +103,23 @@ def _collect_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect_hedging(args: argparse.Namespace) -> int:
+    from lab.hedge import scenarios
+    from lab.store import Run
+
+    unknown = set(args.scenario or ()) - set(scenarios.scenarios())
+    if unknown:
+        raise config.ConfigurationError(f"unknown scenario {', '.join(sorted(unknown))}; expected some of "
+                                        f"{', '.join(scenarios.scenarios())}")
+    design = scenarios.Design(n=args.n, rate_per_s=args.rate, seed=args.seed)
+    run = Run(args.run)
+    print(f"every arm sends {design.n} requests at {design.rate_per_s:g}/s to two in-process emulators "
+          "(synthetic answers, no charge)")
+    made = scenarios.collect(run, design, [scenarios.scenarios()[name] for name in args.scenario or ()])
+    print(f"{made} arms run, the others already recorded; run in {run.dir}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from lab import report
 
@@ -140,6 +157,13 @@ def parser() -> argparse.ArgumentParser:
     rev = experiments.add_parser("review", help="experiment 2: n reviews of the sample code, three call sites each")
     rev.add_argument("--n", type=int, default=20, help="reviews (default 20)")
     rev.set_defaults(handler=_collect_review)
+    hed = experiments.add_parser("hedging", help="routing policies (single, fallback, hedge) in emulated scenarios")
+    hed.add_argument("--run", required=True, help="run id: data/runs/RUN/")
+    hed.add_argument("--scenario", action="append", help="scenario name (default: all); repeat for several")
+    hed.add_argument("--n", type=int, default=400, help="requests per policy and scenario (default 400)")
+    hed.add_argument("--rate", type=float, default=10.0, help="requests sent per second, open loop (default 10)")
+    hed.add_argument("--seed", type=int, default=0, help="emulator seed")
+    hed.set_defaults(handler=_collect_hedging)
     for sub in (var, rev):
         sub.add_argument("--run", required=True, help="run id: data/runs/RUN/")
         sub.add_argument("--provider", choices=config.PROVIDERS, help="default: LLM_PROVIDER or anthropic")

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from lab import hedge, prices
+from lab import prices
+from lab.hedge import policies as hedge
 from lab.emulator import Emulator, FaultRule, LatencyProfile
 from lab.hedge import RecentPercentile, Route
 from lab.records import CallRecord

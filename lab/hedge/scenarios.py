@@ -1,0 +1,321 @@
+"""Live hedging scenarios: every policy against two loopback emulators, open loop, recorded.
+
+A :class:`Scenario` is a primary and a backup provider (latency profiles and faults). An *arm*
+is one scenario run under one policy: the same seeded request sequence, request ``i`` planned at
+``i / rate`` seconds (open loop: a slow answer never delays the next send), latency counted from
+the planned send time, so a stalled provider cannot hide its slowness by holding back the next
+request. Each arm gets fresh emulators whose fault windows count from the schedule's start, and
+the emulators key their draws by prompt, so request ``i`` meets the same latency and faults at
+the primary in every arm, and the same backup draw in the ``backup`` arm and as a hedge. That
+pairing is what lets :mod:`lab.hedge.simulate` predict a hedged arm from the two single arms.
+
+Policies, in collection order: ``primary`` and ``backup`` (each alone), ``fallback`` (to the
+backup on error, or on a timeout at the primary's p95, cancelling the primary), ``hedge`` (a
+second request to the backup once the primary has not answered by its p95) and ``hedge_ttft``
+(once it has sent no text by its time-to-first-token p95). The p95s come from a ``primary`` arm,
+as a deployed policy would take them from its history: the scenario's own when the primary's
+tail is its normal behaviour, the ``healthy`` scenario's when the scenario is an incident.
+
+Storage: ``outcomes.jsonl`` in the run, one line per outcome with the call records of all its
+attempts (texts dropped: this experiment measures time, and the answers are synthetic), written
+durably as each completes, and compacted into ``outcomes.jsonl.gz`` when a collection ends. An arm is the unit of collection: an open-loop schedule cannot resume
+halfway (its fault windows are tied to its start), so an interrupted arm runs again in full as a
+new session; the partial session's lines stay in the file and are not read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from lab.emulator import Emulator, FaultRule, LatencyProfile, report_profiles
+from lab.hedge import policies
+from lab.hedge.policies import Outcome, Route
+from lab.records import CallRecord
+from lab.store import MissingRecord, Run
+from lab.variance import PROMPT
+
+EXPERIMENT = "hedging"
+OUTCOMES = "outcomes.jsonl"
+POLICIES = ("primary", "backup", "fallback", "hedge", "hedge_ttft")
+PRIMARY = ("anthropic", "claude-haiku-4-5")
+BACKUP = ("openai", "gpt-5-mini")  # a scenario may name another backup model
+REPORT_SLOWEST_MS = 11_579.0
+"""The report's slowest call (Sonnet, 86 output tokens): where the heavy tail's stalls end."""
+
+
+@dataclass(frozen=True)
+class Design:
+    """What every arm of a run shares."""
+
+    n: int = 400
+    rate_per_s: float = 10.0
+    seed: int = 0
+    max_tokens: int = 256
+    prompt: str = PROMPT
+
+    @property
+    def duration_s(self) -> float:
+        return self.n / self.rate_per_s
+
+    def prompt_for(self, request: int) -> str:
+        return f"Request {request}. {self.prompt}"
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """A fault rule with its time window in fractions of the schedule (None: open)."""
+
+    kind: str
+    probability: float = 1.0
+    start: float | None = None
+    end: float | None = None
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def rule(self, duration_s: float) -> FaultRule:
+        def at(fraction: float | None) -> float | None:
+            return None if fraction is None else fraction * duration_s
+        return FaultRule(self.kind, self.probability, at(self.start), at(self.end), params=self.params)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A primary and a backup provider: latency profiles and faults."""
+
+    name: str
+    description: str
+    primary: LatencyProfile
+    backup: LatencyProfile
+    primary_trouble: tuple[Trouble, ...] = ()
+    backup_trouble: tuple[Trouble, ...] = ()
+    backup_model: str = BACKUP[1]
+    delays_from: str | None = None
+    """The scenario whose primary arm sets the hedge delays (None: this one). An incident's
+    scenario takes them from ``healthy``: a deployed policy knows the primary's normal p95."""
+
+
+@functools.cache
+def scenarios() -> dict[str, Scenario]:
+    """The scenarios, built on the profiles fitted to the report (see :mod:`lab.emulator.profiles`)."""
+    fitted = report_profiles()
+    body = replace(fitted["haiku"], name="haiku body", stall_prob=0.0)
+    body_median = body.ttft_ms + body.output_tokens * body.itl_ms
+    heavy = replace(fitted["haiku"], name="haiku with long stalls", stall_median_ms=REPORT_SLOWEST_MS - body_median,
+                    stall_sigma=0.1)
+    stall_share = f"{fitted['haiku'].stall_prob:.1%}"
+    shared_stall = Trouble("stall_first_token", start=0.5, end=0.6, params={"ms": 8_000})
+    found = [
+        Scenario("healthy", "both providers healthy and light-tailed (the report's Haiku fit without its stalls)",
+                 body, body),
+        Scenario("heavy_tail", f"the primary stalls before its first token on {stall_share} of calls (the share "
+                 f"fitted to the report's Haiku), stalled calls ending near the report's {REPORT_SLOWEST_MS:,.0f} ms",
+                 heavy, body),
+        Scenario("outage", "the primary answers 529 overloaded to every request in the middle 20% of the schedule",
+                 body, body, (Trouble("overloaded", start=0.4, end=0.6),), delays_from="healthy"),
+        Scenario("rate_limited", "the primary's quota rejects 20% of requests: 429 with retry-after 1 s",
+                 body, body, (Trouble("rate_limit", 0.2, params={"retry_after": 1.0}),), delays_from="healthy"),
+        Scenario("correlated", "both providers stall 8 s before the first token in the same 10% of the schedule, "
+                 "as when a shared network path or region degrades", body, body, (shared_stall,), (shared_stall,),
+                 delays_from="healthy"),
+        Scenario("slow_backup", "the heavy-tailed primary with a slower, larger backup model (gpt-5, timed as the "
+                 "report's Sonnet fit, with its own tail)", heavy, fitted["sonnet"], backup_model="gpt-5"),
+    ]
+    return {s.name: s for s in found}
+
+
+# -- collection -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delays:
+    """The primary's p95 latency and p95 time to first token (ms), from its ``primary`` arm."""
+
+    latency_ms: float
+    ttft_ms: float
+
+
+def _policy(name: str, prompt: str, primary: Route, backup: Route, delays: Delays | None,
+            max_tokens: int) -> Any:
+    """The coroutine running ``prompt`` under policy ``name``."""
+    if name == "primary":
+        return policies.single(prompt, primary, max_tokens=max_tokens)
+    if name == "backup":
+        return policies.single(prompt, backup, max_tokens=max_tokens)
+    assert delays is not None, "hedged arms need the primary arm's delays"
+    if name == "fallback":
+        return policies.fallback(prompt, primary, backup, timeout_s=delays.latency_ms / 1e3, max_tokens=max_tokens)
+    if name == "hedge":
+        return policies.hedge(prompt, primary, backup, delay_s=delays.latency_ms / 1e3, max_tokens=max_tokens)
+    if name == "hedge_ttft":
+        return policies.hedge(prompt, primary, backup, delay_s=delays.ttft_ms / 1e3, on="ttft",
+                              max_tokens=max_tokens)
+    raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")
+
+
+def _entry(run: Run, scenario: str, policy: str, session: str, request: int, planned_s: float,
+           lateness_ms: float, delay_ms: float | None, outcome: Outcome) -> dict[str, Any]:
+    tags = {"run_id": run.id, "experiment": EXPERIMENT, "window": f"{scenario}/{policy}", "sample": request}
+    # Every attempt went to an emulator (even a timeout, which carries no synthetic header).
+    attempts = [replace(record, text="", synthetic=True, **tags).to_dict() for record in outcome.attempts]
+    winner = outcome.attempts.index(outcome.winner) if outcome.winner is not None else None
+    return {"scenario": scenario, "policy": policy, "session": session, "request": request,
+            "planned_s": planned_s, "lateness_ms": lateness_ms, "latency_ms": lateness_ms + outcome.latency_ms,
+            "ok": outcome.ok, "winner": winner, "delay_ms": delay_ms,
+            "attempt_costs": list(outcome.attempt_costs), "attempts": attempts}
+
+
+async def _run_arm(run: Run, design: Design, scenario: Scenario, policy: str, delays: Delays | None,
+                   session: str, progress: bool) -> None:
+    duration = design.duration_s
+    with (Emulator(scenario.primary, seed=design.seed, key_by="prompt",
+                   faults=[t.rule(duration) for t in scenario.primary_trouble]) as p,
+          Emulator(scenario.backup, seed=design.seed + 1, key_by="prompt",
+                   faults=[t.rule(duration) for t in scenario.backup_trouble]) as b):
+        primary = Route(*PRIMARY, p.url_for(PRIMARY[0]))
+        backup = Route(BACKUP[0], scenario.backup_model, b.url_for(BACKUP[0]))
+        delay_ms = None if delays is None else (delays.ttft_ms if policy == "hedge_ttft" else delays.latency_ms)
+        bar = tqdm(total=design.n, desc=f"{scenario.name}/{policy}", unit="req", disable=not progress)
+        t0 = time.perf_counter() + 0.05
+        p.restart_clock(t0)
+        b.restart_clock(t0)
+
+        async def one(request: int) -> None:
+            planned = t0 + request / design.rate_per_s
+            await asyncio.sleep(max(0.0, planned - time.perf_counter()))
+            lateness_ms = (time.perf_counter() - planned) * 1e3
+            outcome = await _policy(policy, design.prompt_for(request), primary, backup, delays, design.max_tokens)
+            run.append_line(_entry(run, scenario.name, policy, session, request, request / design.rate_per_s,
+                                   lateness_ms, delay_ms, outcome), OUTCOMES)
+            bar.update(1)
+
+        try:
+            await asyncio.gather(*(one(i) for i in range(design.n)))
+        finally:
+            bar.close()
+
+
+def _session_entry(design: Design, scenario: Scenario, policy: str, session: str,
+                   delays: Delays | None) -> dict[str, Any]:
+    return {"scenario": scenario.name, "policy": policy, "session": session, "description": scenario.description,
+            "delays_from": scenario.delays_from or scenario.name,
+            "primary": {"route": list(PRIMARY), "profile": asdict(scenario.primary),
+                        "faults": [asdict(t.rule(design.duration_s)) for t in scenario.primary_trouble]},
+            "backup": {"route": [BACKUP[0], scenario.backup_model], "profile": asdict(scenario.backup),
+                       "faults": [asdict(t.rule(design.duration_s)) for t in scenario.backup_trouble]},
+            "delays_ms": None if delays is None else asdict(delays)}
+
+
+def collect(run: Run, design: Design, chosen: Sequence[Scenario] | None = None, *, progress: bool = True) -> int:
+    """Run every arm of the scenarios (default: all of :func:`scenarios`) that the run does not hold
+    complete. Returns the number of arms run. Provider failures are recorded as outcomes, never raised.
+    """
+    made = 0
+
+    def arm_of(scenario: Scenario, policy: str) -> None:
+        nonlocal made
+        if (scenario.name, policy) in _complete_sessions(run, design):
+            return
+        delays = None
+        if policy not in ("primary", "backup"):
+            source = scenarios()[scenario.delays_from] if scenario.delays_from else scenario
+            arm_of(source, "primary")
+            delays = primary_delays(load(run, [source.name], complete=False), source.name)
+        session = uuid.uuid4().hex[:12]
+        entry = _session_entry(design, scenario, policy, session, delays)
+        run.begin_session(EXPERIMENT, asdict(design), entry, ("scenario", "policy"))
+        asyncio.run(_run_arm(run, design, scenario, policy, delays, session, progress))
+        run.end_session(entry, ("scenario", "policy"))
+        made += 1
+
+    for scenario in chosen or scenarios().values():
+        for policy in POLICIES:
+            arm_of(scenario, policy)
+    run.compact(OUTCOMES)  # about ten times smaller, so a run can be committed
+    return made
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+def _complete_sessions(run: Run, design: Design) -> dict[tuple[str, str], str]:
+    """(scenario, policy) -> the session recorded last that holds every request of its arm."""
+    requests: dict[tuple[str, str, str], set[int]] = {}
+    for _, entry in run.read_lines(OUTCOMES):
+        requests.setdefault((entry["scenario"], entry["policy"], entry["session"]), set()).add(entry["request"])
+    sessions = run.manifest["sessions"] if run.exists else []
+    order = {e["session"]: i for i, e in enumerate(sessions)}
+    complete = sorted((order.get(s, -1), sc, po, s) for (sc, po, s), got in requests.items() if len(got) == design.n)
+    return {(sc, po): s for _, sc, po, s in complete}
+
+
+def collect_command(run: Run, design: Design, names: Sequence[str]) -> str:
+    words = ["lab", "collect", "hedging", "--run", run.id, "--n", str(design.n), "--rate", f"{design.rate_per_s:g}",
+             "--seed", str(design.seed)]
+    for name in names:
+        words += ["--scenario", name]
+    return " ".join(words)
+
+
+def load(run: Run, names: Sequence[str] | None = None, *, complete: bool = True) -> pd.DataFrame:
+    """One row per outcome of every complete arm: ``latency_ms`` from the planned send time
+    (the last failure's end when ``ok`` is False), the winner's first token ``ttft_ms`` on the same
+    clock (its start offset taken from the attempts' wall-clock start times),
+    ``extra_requests``, ``cost_usd`` (cancelled losers estimated, see :mod:`lab.hedge.policies`).
+
+    Raises :class:`~lab.store.MissingRecord` with the collect command when an arm is missing,
+    unless ``complete`` is False.
+    """
+    design = Design(**run.manifest["design"])
+    sessions = _complete_sessions(run, design)
+    wanted = list(names or sorted({s for s, _ in sessions}))
+    rows = []
+    for _, entry in run.read_lines(OUTCOMES):
+        if sessions.get((entry["scenario"], entry["policy"])) != entry["session"] or entry["scenario"] not in wanted:
+            continue
+        attempts = [CallRecord.from_dict(a) for a in entry["attempts"]]
+        winner = attempts[entry["winner"]] if entry["winner"] is not None else None
+        costs = [c for c in entry["attempt_costs"] if c is not None]
+        ttft = math.nan
+        if winner is not None and winner.ttft_ms is not None:  # on the outcome's clock: after the winner's start
+            started_ms = (winner.started_at - attempts[0].started_at).total_seconds() * 1e3
+            ttft = entry["lateness_ms"] + started_ms + winner.ttft_ms
+        rows.append({
+            "scenario": entry["scenario"], "policy": entry["policy"], "request": entry["request"],
+            "planned_s": entry["planned_s"], "lateness_ms": entry["lateness_ms"], "latency_ms": entry["latency_ms"],
+            "ttft_ms": ttft,
+            "ok": entry["ok"], "status": "ok" if entry["ok"] else "error",
+            "winner": None if winner is None else ("primary" if entry["winner"] == 0 else "backup"),
+            "error_type": attempts[-1].error_type if winner is None else None,
+            "extra_requests": len(attempts) - 1, "cost_usd": sum(costs) if costs else math.nan,
+            "delay_ms": entry["delay_ms"], "synthetic": all(a.synthetic for a in attempts),
+        })
+    lacking = [f"{s}/{p}" for s in wanted for p in POLICIES if (s, p) not in sessions]
+    if lacking and complete:
+        raise MissingRecord(f"run {run.id!r} lacks the arms {', '.join(lacking)}; collect them with: "
+                            f"{collect_command(run, design, wanted)}")
+    columns = ["scenario", "policy", "request"]
+    return pd.DataFrame(rows, columns=None if rows else columns).sort_values(columns, ignore_index=True)
+
+
+def primary_delays(outcomes: pd.DataFrame, scenario: str) -> Delays:
+    """The primary arm's p95 latency and p95 TTFT (numpy linear) over its successful requests."""
+    arm = outcomes[(outcomes["scenario"] == scenario) & (outcomes["policy"] == "primary") & outcomes["ok"]]
+    if arm.empty:
+        raise MissingRecord(f"scenario {scenario!r} has no successful primary request to take a delay from")
+    return Delays(float(np.percentile(arm["latency_ms"], 95)), float(np.percentile(arm["ttft_ms"].dropna(), 95)))
+
+
+def arm(outcomes: pd.DataFrame, scenario: str, policy: str) -> pd.DataFrame:
+    """One arm's outcomes in request order, as a call-record-shaped frame for :mod:`lab.hedge.simulate`."""
+    picked = outcomes[(outcomes["scenario"] == scenario) & (outcomes["policy"] == policy)]
+    return picked.sort_values("request", ignore_index=True)
