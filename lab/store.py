@@ -214,12 +214,21 @@ class Run:
         ``.gz`` replaces the old one atomically before the plain file is removed, and
         :meth:`read_lines` reads a line found in both once. Appending afterwards starts a new plain file."""
         plain, packed = self.dir / name, self.dir / f"{name}.gz"
-        if not plain.exists():
-            return
-        fd = os.open(plain, os.O_RDWR)
-        try:
+        while True:
+            try:
+                fd = os.open(plain, os.O_RDWR)
+            except FileNotFoundError:
+                return
             fcntl.flock(fd, fcntl.LOCK_EX)  # appenders wait, then find the file gone and start a new one
-            data = plain.read_bytes()
+            try:
+                if os.fstat(fd).st_ino == os.stat(plain).st_ino:
+                    break  # still the file at that path: no other compaction removed it while we waited
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                data = handle.read()
             if data and not data.endswith(b"\n"):
                 data += b"\n"  # a torn last line stays on its own line
             tmp = packed.with_name(packed.name + ".tmp")

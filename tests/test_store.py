@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import gzip
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -182,3 +185,34 @@ def test_calls_are_replayed_from_a_compacted_run(tmp_path, emulator):
     run.compact()
     again = Recorder(Run("r2", tmp_path), mode="replay").complete(PROMPT, max_tokens=32, sample=0, **options)
     assert again.record == first.record
+
+
+def test_overlapping_compactions_and_an_append_lose_nothing(tmp_path, monkeypatch):
+    run = Run("race", tmp_path)
+    for i in range(3):
+        run.append_line({"i": i}, "events.jsonl")
+    plain = run.dir / "events.jsonl"
+    first = os.open(plain, os.O_RDWR)  # compaction A holds the lock ...
+    fcntl.flock(first, fcntl.LOCK_EX)
+    second = threading.Thread(target=run.compact, args=("events.jsonl",))
+    second.start()  # ... so compaction B waits on the same file
+    time.sleep(0.2)
+    (run.dir / "events.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))  # A finishes its work
+    plain.unlink()
+    appenders = []
+    replace = os.replace
+
+    def append_while_b_works(src, dst):  # a collector appends while B is between its read and its unlink
+        if threading.current_thread() is second:
+            appenders.append(threading.Thread(target=run.append_line, args=({"i": 4}, "events.jsonl")))
+            appenders[-1].start()
+            time.sleep(0.1)
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", append_while_b_works)
+    run.append_line({"i": 3}, "events.jsonl")  # a new plain file
+    os.close(first)  # A releases its lock
+    second.join(timeout=10)
+    for thread in appenders:
+        thread.join(timeout=10)
+    assert sorted(e["i"] for e in _lines(run, "events.jsonl")) == [0, 1, 2, 3, 4]
