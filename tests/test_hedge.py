@@ -144,8 +144,11 @@ def test_cancelled_loser_cost_estimate_uses_winner_input_tokens():
                              error_type="cancelled")
     estimate = hedge.estimate_cost(loser, 3, winner)
     assert estimate == pytest.approx(prices.cost_usd("openai", "gpt-5-mini", 100, 3))
-    other = CallRecord(**{**winner.to_dict(), "started_at": winner.started_at, "provider": "anthropic"})
-    assert hedge.estimate_cost(loser, 3, other) is None  # input tokens unknown: not counted
+    other = CallRecord(**{**winner.to_dict(), "started_at": winner.started_at, "provider": "anthropic",
+                          "model": "claude-haiku-4-5"})
+    # the same prompt on another provider: its input tokens stand in, priced at the loser's rates
+    assert hedge.estimate_cost(loser, 3, other) == pytest.approx(prices.cost_usd("openai", "gpt-5-mini", 100, 3))
+    assert hedge.estimate_cost(loser, 3, None) is None  # nothing known: not counted
 
 
 @pytest.mark.parametrize("pair", [({"faults": [STALL]}, {})], indirect=True)

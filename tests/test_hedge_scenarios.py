@@ -34,10 +34,10 @@ def collected(tmp_path_factory) -> tuple[Run, object]:
 
 def test_every_arm_holds_each_request_once(collected):
     run, made = collected
-    assert made == len(sc.POLICIES)
+    assert made == len(SCENARIO.arms) == len(sc.POLICIES) + 1  # + the history arm the delays come from
     outcomes = sc.load(run, [SCENARIO.name])
     assert outcomes.groupby("policy")["request"].apply(sorted).map(lambda r: r == list(range(DESIGN.n))).all()
-    assert set(outcomes["policy"]) == set(sc.POLICIES)
+    assert set(outcomes["policy"]) == set(SCENARIO.arms)
     assert outcomes["synthetic"].all()
     assert (outcomes["planned_s"] == outcomes["request"] / DESIGN.rate_per_s).all()
 
@@ -118,7 +118,7 @@ def test_an_arm_killed_midway_runs_again_in_full(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     partial = [json.loads(line) for line in outcomes.read_bytes().splitlines() if line.endswith(b"}")]
-    assert 30 < len(partial) < 30 * len(sc.POLICIES)  # killed inside an arm after the first
+    assert 30 < len(partial) < 30 * len(SCENARIO.arms)  # killed inside an arm after the first
 
     run = Run("killed", tmp_path)
     design = sc.Design(n=30, rate_per_s=15.0)
@@ -128,7 +128,7 @@ def test_an_arm_killed_midway_runs_again_in_full(tmp_path):
         sc.collect(run, design, [SCENARIO], progress=False)
     assert any(issubclass(w.category, DamagedLine) for w in caught) == torn
     loaded = sc.load(run, [SCENARIO.name])
-    assert len(loaded) == 30 * len(sc.POLICIES)
+    assert len(loaded) == 30 * len(SCENARIO.arms)
     assert not loaded.duplicated(["policy", "request"]).any()
     first = partial[0]
     kept = loaded[(loaded["policy"] == first["policy"]) & (loaded["request"] == first["request"])]
@@ -149,3 +149,12 @@ def test_the_command_collects_and_resumes(tmp_path):
     assert len(outcomes) == 4 * len(sc.POLICIES)
     unknown = subprocess.run([*command[:7], "--scenario", "nope"], env=env, capture_output=True, text=True)
     assert unknown.returncode == 2 and "unknown scenario nope" in unknown.stderr
+
+
+def test_roles_and_the_history_arms_own_draws(collected):
+    run, _ = collected
+    outcomes = sc.load(run, [SCENARIO.name])
+    assert (sc.arm(outcomes, SCENARIO.name, "backup")["winner"] == "backup").all()
+    history, primary = (sc.arm(outcomes, SCENARIO.name, p)["latency_ms"] for p in (sc.HISTORY, "primary"))
+    stalled = lambda latency: set(latency.index[latency > 1_000])  # noqa: E731
+    assert stalled(history) != stalled(primary)  # other draws: the delay is not fitted to the judged requests

@@ -82,6 +82,12 @@ def test_ttft_hedges_a_stalled_first_token_but_not_a_streaming_primary():
     assert out.loc[0, "delay_ms"] == 2550
 
 
+def test_ttft_a_stream_cut_after_its_first_token_starts_the_backup_at_the_cut():
+    # first token at 50 ms (before d = 200, so no hedge at d), the stream then breaks at 900 ms
+    r = row(calls([900.0], ["error"], ttft=[50.0]), calls([100.0]), 200, on="ttft")
+    assert r["backup_start_ms"] == 900 and r["hedged_ms"] == 1000 and r["winner"] == "backup"
+
+
 def test_ttft_without_any_ttft_and_length_mismatch_raise():
     with pytest.raises(ValueError, match="ttft"):
         hedged_latency(calls([100.0]), calls([100.0]), 50, on="ttft")

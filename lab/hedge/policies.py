@@ -11,10 +11,10 @@ end over a stream (it includes SSE framing), which is what a caller of ``acomple
 
 Cost of a cancelled loser (documented estimate, see :func:`estimate_cost`): its input tokens are
 those the provider reported before the cancel (Anthropic sends them at the start of a stream),
-else the winner's input tokens when both went to the same provider (same prompt, same tokenizer
-family); its output tokens are those reported, else the number of text chunks received (a lower
+else the winner's (the same prompt; another provider's tokenizer may count a few percent
+differently); its output tokens are those reported, else the number of text chunks received (a lower
 bound: a provider may have generated, and billed, tokens that had not arrived yet). When neither
-is known the cost stays unknown and is left out of :attr:`Outcome.cost_usd`.
+is known (every attempt failed) the cost stays unknown and is left out of :attr:`Outcome.cost_usd`.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def estimate_cost(record: CallRecord, chunks: int, winner: CallRecord | None) ->
     if record.cost_usd is not None or record.error_type != "cancelled":
         return record.cost_usd
     input_tokens = record.input_tokens
-    if input_tokens is None and winner is not None and winner.provider == record.provider:
+    if input_tokens is None and winner is not None:
         input_tokens = winner.input_tokens
     output_tokens = record.output_tokens if record.output_tokens is not None else chunks
     return prices.cost_usd(record.provider, record.model, input_tokens, output_tokens)

@@ -12,14 +12,16 @@ pairing is what lets :mod:`lab.hedge.simulate` predict a hedged arm from the two
 Policies, in collection order: ``primary`` and ``backup`` (each alone), ``fallback`` (to the
 backup on error, or on a timeout at the primary's p95, cancelling the primary), ``hedge`` (a
 second request to the backup once the primary has not answered by its p95) and ``hedge_ttft``
-(once it has sent no text by its time-to-first-token p95). The p95s come from a ``primary`` arm,
-as a deployed policy would take them from its history: the scenario's own when the primary's
-tail is its normal behaviour, the ``healthy`` scenario's when the scenario is an incident.
+(once it has sent no text by its time-to-first-token p95). The p95s come from a ``history`` arm:
+the primary alone on other draws (another emulator seed, as if last week), so a delay is never
+fitted to the requests it is judged on. A scenario whose tail is the primary's normal behaviour
+has its own history arm; an incident's scenario takes the ``healthy`` one (a deployed policy
+knows the primary's normal p95, not the incident's).
 
 Storage: ``outcomes.jsonl`` in the run, one line per outcome with the call records of all its
 attempts (texts dropped: this experiment measures time, and the answers are synthetic), written
-durably as each completes, and compacted into ``outcomes.jsonl.gz`` when a collection ends. An arm is the unit of collection: an open-loop schedule cannot resume
-halfway (its fault windows are tied to its start), so an interrupted arm runs again in full as a
+durably as each completes, and compacted into ``outcomes.jsonl.gz`` when a collection ends.
+An arm is the unit of collection: an open-loop schedule cannot resume halfway (its fault windows are tied to its start), so an interrupted arm runs again in full as a
 new session; the partial session's lines stay in the file and are not read.
 """
 
@@ -48,6 +50,8 @@ from lab.variance import PROMPT
 EXPERIMENT = "hedging"
 OUTCOMES = "outcomes.jsonl"
 POLICIES = ("primary", "backup", "fallback", "hedge", "hedge_ttft")
+HISTORY = "history"
+HISTORY_SEED = 1_000  # added to the design's seed: the history arm's primary draws differ from every other arm's
 PRIMARY = ("anthropic", "claude-haiku-4-5")
 BACKUP = ("openai", "gpt-5-mini")  # a scenario may name another backup model
 REPORT_SLOWEST_MS = 11_579.0
@@ -100,8 +104,11 @@ class Scenario:
     backup_trouble: tuple[Trouble, ...] = ()
     backup_model: str = BACKUP[1]
     delays_from: str | None = None
-    """The scenario whose primary arm sets the hedge delays (None: this one). An incident's
-    scenario takes them from ``healthy``: a deployed policy knows the primary's normal p95."""
+    """The scenario whose history arm sets the hedge delays (None: this one, which then has one)."""
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return POLICIES if self.delays_from else (HISTORY, *POLICIES)
 
 
 @functools.cache
@@ -113,6 +120,8 @@ def scenarios() -> dict[str, Scenario]:
     heavy = replace(fitted["haiku"], name="haiku with long stalls", stall_median_ms=REPORT_SLOWEST_MS - body_median,
                     stall_sigma=0.1)
     stall_share = f"{fitted['haiku'].stall_prob:.1%}"
+    outage = Trouble("overloaded", start=0.4, end=0.6)
+    quota = Trouble("rate_limit", 0.2, params={"retry_after": 1.0})
     shared_stall = Trouble("stall_first_token", start=0.5, end=0.6, params={"ms": 8_000})
     found = [
         Scenario("healthy", "both providers healthy and light-tailed (the report's Haiku fit without its stalls)",
@@ -120,12 +129,13 @@ def scenarios() -> dict[str, Scenario]:
         Scenario("heavy_tail", f"the primary stalls before its first token on {stall_share} of calls (the share "
                  f"fitted to the report's Haiku), stalled calls ending near the report's {REPORT_SLOWEST_MS:,.0f} ms",
                  heavy, body),
-        Scenario("outage", "the primary answers 529 overloaded to every request in the middle 20% of the schedule",
-                 body, body, (Trouble("overloaded", start=0.4, end=0.6),), delays_from="healthy"),
-        Scenario("rate_limited", "the primary's quota rejects 20% of requests: 429 with retry-after 1 s",
-                 body, body, (Trouble("rate_limit", 0.2, params={"retry_after": 1.0}),), delays_from="healthy"),
-        Scenario("correlated", "both providers stall 8 s before the first token in the same 10% of the schedule, "
-                 "as when a shared network path or region degrades", body, body, (shared_stall,), (shared_stall,),
+        Scenario("outage", f"the primary answers 529 overloaded to every request from {outage.start:.0%} to "
+                 f"{outage.end:.0%} of the schedule", body, body, (outage,), delays_from="healthy"),
+        Scenario("rate_limited", f"the primary's quota rejects {quota.probability:.0%} of requests: 429 with "
+                 f"retry-after {quota.params['retry_after']:g} s", body, body, (quota,), delays_from="healthy"),
+        Scenario("correlated", f"both providers stall {shared_stall.params['ms'] / 1000:g} s before the first token "
+                 f"from {shared_stall.start:.0%} to {shared_stall.end:.0%} of the schedule, as when a shared "
+                 "network path or region degrades", body, body, (shared_stall,), (shared_stall,),
                  delays_from="healthy"),
         Scenario("slow_backup", "the heavy-tailed primary with a slower, larger backup model (gpt-5, timed as the "
                  "report's Sonnet fit, with its own tail)", heavy, fitted["sonnet"], backup_model="gpt-5"),
@@ -138,7 +148,7 @@ def scenarios() -> dict[str, Scenario]:
 
 @dataclass(frozen=True)
 class Delays:
-    """The primary's p95 latency and p95 time to first token (ms), from its ``primary`` arm."""
+    """The primary's p95 latency and p95 time to first token (ms), from a ``history`` arm."""
 
     latency_ms: float
     ttft_ms: float
@@ -147,7 +157,7 @@ class Delays:
 def _policy(name: str, prompt: str, primary: Route, backup: Route, delays: Delays | None,
             max_tokens: int) -> Any:
     """The coroutine running ``prompt`` under policy ``name``."""
-    if name == "primary":
+    if name in ("primary", HISTORY):
         return policies.single(prompt, primary, max_tokens=max_tokens)
     if name == "backup":
         return policies.single(prompt, backup, max_tokens=max_tokens)
@@ -165,8 +175,7 @@ def _policy(name: str, prompt: str, primary: Route, backup: Route, delays: Delay
 def _entry(run: Run, scenario: str, policy: str, session: str, request: int, planned_s: float,
            lateness_ms: float, delay_ms: float | None, outcome: Outcome) -> dict[str, Any]:
     tags = {"run_id": run.id, "experiment": EXPERIMENT, "window": f"{scenario}/{policy}", "sample": request}
-    # Every attempt went to an emulator (even a timeout, which carries no synthetic header).
-    attempts = [replace(record, text="", synthetic=True, **tags).to_dict() for record in outcome.attempts]
+    attempts = [replace(record, text="", **tags).to_dict() for record in outcome.attempts]
     winner = outcome.attempts.index(outcome.winner) if outcome.winner is not None else None
     return {"scenario": scenario, "policy": policy, "session": session, "request": request,
             "planned_s": planned_s, "lateness_ms": lateness_ms, "latency_ms": lateness_ms + outcome.latency_ms,
@@ -177,7 +186,8 @@ def _entry(run: Run, scenario: str, policy: str, session: str, request: int, pla
 async def _run_arm(run: Run, design: Design, scenario: Scenario, policy: str, delays: Delays | None,
                    session: str, progress: bool) -> None:
     duration = design.duration_s
-    with (Emulator(scenario.primary, seed=design.seed, key_by="prompt",
+    primary_seed = design.seed + (HISTORY_SEED if policy == HISTORY else 0)
+    with (Emulator(scenario.primary, seed=primary_seed, key_by="prompt",
                    faults=[t.rule(duration) for t in scenario.primary_trouble]) as p,
           Emulator(scenario.backup, seed=design.seed + 1, key_by="prompt",
                    faults=[t.rule(duration) for t in scenario.backup_trouble]) as b):
@@ -226,9 +236,9 @@ def collect(run: Run, design: Design, chosen: Sequence[Scenario] | None = None, 
         if (scenario.name, policy) in _complete_sessions(run, design):
             return
         delays = None
-        if policy not in ("primary", "backup"):
+        if policy not in ("primary", "backup", HISTORY):
             source = scenarios()[scenario.delays_from] if scenario.delays_from else scenario
-            arm_of(source, "primary")
+            arm_of(source, HISTORY)
             delays = primary_delays(load(run, [source.name], complete=False), source.name)
         session = uuid.uuid4().hex[:12]
         entry = _session_entry(design, scenario, policy, session, delays)
@@ -238,7 +248,7 @@ def collect(run: Run, design: Design, chosen: Sequence[Scenario] | None = None, 
         made += 1
 
     for scenario in chosen or scenarios().values():
-        for policy in POLICIES:
+        for policy in scenario.arms:
             arm_of(scenario, policy)
     run.compact(OUTCOMES)  # about ten times smaller, so a run can be committed
     return made
@@ -294,12 +304,14 @@ def load(run: Run, names: Sequence[str] | None = None, *, complete: bool = True)
             "planned_s": entry["planned_s"], "lateness_ms": entry["lateness_ms"], "latency_ms": entry["latency_ms"],
             "ttft_ms": ttft,
             "ok": entry["ok"], "status": "ok" if entry["ok"] else "error",
-            "winner": None if winner is None else ("primary" if entry["winner"] == 0 else "backup"),
+            "winner": None if winner is None else (
+                "backup" if entry["policy"] == "backup" or entry["winner"] > 0 else "primary"),
             "error_type": attempts[-1].error_type if winner is None else None,
             "extra_requests": len(attempts) - 1, "cost_usd": sum(costs) if costs else math.nan,
-            "delay_ms": entry["delay_ms"], "synthetic": all(a.synthetic for a in attempts),
+            "delay_ms": entry["delay_ms"], "synthetic": any(a.synthetic for a in attempts),
         })
-    lacking = [f"{s}/{p}" for s in wanted for p in POLICIES if (s, p) not in sessions]
+    arms = {name: s.arms for name, s in scenarios().items()}
+    lacking = [f"{s}/{p}" for s in wanted for p in arms.get(s, POLICIES) if (s, p) not in sessions]
     if lacking and complete:
         raise MissingRecord(f"run {run.id!r} lacks the arms {', '.join(lacking)}; collect them with: "
                             f"{collect_command(run, design, wanted)}")
@@ -308,10 +320,10 @@ def load(run: Run, names: Sequence[str] | None = None, *, complete: bool = True)
 
 
 def primary_delays(outcomes: pd.DataFrame, scenario: str) -> Delays:
-    """The primary arm's p95 latency and p95 TTFT (numpy linear) over its successful requests."""
-    arm = outcomes[(outcomes["scenario"] == scenario) & (outcomes["policy"] == "primary") & outcomes["ok"]]
+    """The history arm's p95 latency and p95 TTFT (numpy linear) over its successful requests."""
+    arm = outcomes[(outcomes["scenario"] == scenario) & (outcomes["policy"] == HISTORY) & outcomes["ok"]]
     if arm.empty:
-        raise MissingRecord(f"scenario {scenario!r} has no successful primary request to take a delay from")
+        raise MissingRecord(f"scenario {scenario!r} has no successful history request to take a delay from")
     return Delays(float(np.percentile(arm["latency_ms"], 95)), float(np.percentile(arm["ttft_ms"].dropna(), 95)))
 
 
