@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: report test notebooks lock benchmark clean
+.PHONY: report test lab notebooks lock benchmark clean
 
 # Set up .venv with the exact locked versions (strict nbval compares outputs
 # that change with library versions), then the project itself, editable.
@@ -23,6 +23,11 @@ report: $(STAMP)
 ## Run the whole test suite, notebooks included (strict nbval against committed outputs).
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadscope $(PYTEST_NOTEBOOKS) tests notebooks
+
+## Open the notebooks in JupyterLab (kernel: .venv's Python; as root, with --allow-root). Running
+## cells rewrites the outputs `make test` compares: `git checkout notebooks/` restores them.
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## Maintainers: re-execute the notebooks in place after changing code or data.
 notebooks: $(STAMP)

@@ -8,13 +8,20 @@ part of a record, a repr or a message.
 variable               meaning
 =====================  ======================================================
 ``LLM_PROVIDER``       ``anthropic`` (default), ``openai`` or ``openai-compatible``
-``LLM_MODEL``          model id; defaults per provider in :data:`DEFAULT_MODELS`
-``ANTHROPIC_API_KEY``  key for ``anthropic``; ``ANTHROPIC_BASE_URL`` overrides its endpoint
-``OPENAI_API_KEY``     key for ``openai``; ``OPENAI_BASE_URL`` overrides its endpoint
+``LLM_MODEL``          model id for the ``LLM_PROVIDER`` provider (not for others)
+``ANTHROPIC_API_KEY``  key for ``anthropic``; ``ANTHROPIC_BASE_URL`` overrides its
+                       endpoint, ``ANTHROPIC_MODEL`` its model
+``OPENAI_API_KEY``     key for ``openai``; ``OPENAI_BASE_URL`` overrides its
+                       endpoint, ``OPENAI_MODEL`` its model
 ``OPENAI_COMPATIBLE_BASE_URL``  endpoint of any OpenAI-compatible server (vLLM,
                        Ollama, llama.cpp), e.g. ``http://localhost:8000/v1``;
                        ``OPENAI_COMPATIBLE_API_KEY`` and ``OPENAI_COMPATIBLE_MODEL`` optional
 =====================  ======================================================
+
+A model comes from ``model=``, then the provider's own ``*_MODEL`` variable, then
+``LLM_MODEL`` when the provider is the one ``LLM_PROVIDER`` names (or the default provider
+when it is unset), then :data:`DEFAULT_MODELS`: so ``LLM_MODEL=claude-sonnet-4-6`` never
+sends a Claude model id to OpenAI.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
+
+from lab.redact import clean_url, remember
 
 PROVIDERS: tuple[str, ...] = ("anthropic", "openai", "openai-compatible")
 DEFAULT_PROVIDER = "anthropic"
@@ -59,6 +68,11 @@ class ProviderSettings:
     def custom_endpoint(self) -> bool:
         return self.endpoint != DEFAULT_ENDPOINTS[self.provider]
 
+    @property
+    def public_endpoint(self) -> str:
+        """The endpoint without credentials or query: what records, manifests and messages show."""
+        return clean_url(self.endpoint)
+
 
 @functools.cache
 def _dotenv(path: str) -> dict[str, str]:
@@ -83,7 +97,8 @@ def resolve(provider: str | None = None, model: str | None = None, base_url: str
 
     ``require_key=False`` resolves without a key, e.g. to name a recorded call.
     """
-    provider = provider or _env("LLM_PROVIDER") or DEFAULT_PROVIDER
+    chosen = _env("LLM_PROVIDER") or DEFAULT_PROVIDER
+    provider = provider or chosen
     if provider not in PROVIDERS:
         raise ConfigurationError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
     endpoint = base_url or _env(env_var(provider, "BASE_URL")) or DEFAULT_ENDPOINTS[provider]
@@ -92,10 +107,12 @@ def resolve(provider: str | None = None, model: str | None = None, base_url: str
             f"{provider} needs an endpoint: set {env_var(provider, 'BASE_URL')}, "
             "e.g. http://localhost:8000/v1 for a local vLLM server"
         )
-    model = model or _env("LLM_MODEL") or _env(env_var(provider, "MODEL")) or DEFAULT_MODELS[provider]
+    model = (model or _env(env_var(provider, "MODEL")) or (_env("LLM_MODEL") if provider == chosen else None)
+             or DEFAULT_MODELS[provider])
     if model is None:
-        raise ConfigurationError(f"{provider} needs a model: pass model=... or set LLM_MODEL")
+        raise ConfigurationError(f"{provider} needs a model: pass model=... or set {env_var(provider, 'MODEL')}")
     key = _env(env_var(provider, "API_KEY"))
+    remember(key)
     settings = ProviderSettings(provider, endpoint.rstrip("/"), model, key or "unused", key is not None)
     if key is None and require_key and not settings.custom_endpoint:
         raise ConfigurationError(

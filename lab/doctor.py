@@ -31,13 +31,13 @@ def check(provider: str, *, call: bool = False) -> Check:
     except config.ConfigurationError as exc:
         return Check(provider, f"{key_var} missing", "-", "-", problem=str(exc))
     key = f"{key_var} set" if settings.key_configured else f"{key_var} not set (custom endpoint)"
-    result = Check(provider, key, settings.endpoint, settings.model)
+    result = Check(provider, key, settings.public_endpoint, settings.model)
     if not call:
         return result
     chunks = llm.stream(PROBE_PROMPT, max_tokens=8, provider=provider, timeout=30.0)
     record = llm.drain(chunks).record
     status = "ok" if record.ok else f"{record.error_type} {record.http_status or ''}: {record.error_message}".strip()
-    return Check(provider, key, settings.endpoint, settings.model,
+    return Check(provider, key, settings.public_endpoint, settings.model,
                  latency_ms=record.latency_ms, ttft_ms=record.ttft_ms, call_status=status)
 
 

@@ -1,7 +1,23 @@
-"""Where the project's data lives (the repository's ``data/`` folder)."""
+"""Where the lab's own files live: package data, read through :mod:`importlib.resources`.
 
+The price table, the field report's reference figures, the review sample with its
+answer key (all in ``lab/data/``) and the HTML report templates (``lab/templates/``)
+ship inside the package, so an installed wheel has them wherever it is used.
+Recorded runs are not package data: they belong to the folder you work in
+(see :mod:`lab.store`).
+"""
+
+from importlib import resources
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = ROOT / "data"
+# An installed wheel or a checkout is a folder on disk: its resources are real paths,
+# which pandas, csv and nbconvert's template loader need.
+PACKAGE_DIR = Path(str(resources.files("lab")))
+DATA_DIR = PACKAGE_DIR / "data"
 REFERENCE_DIR = DATA_DIR / "reference"
+REVIEW_DIR = DATA_DIR / "review"
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+
+ROOT = PACKAGE_DIR.parent
+"""The folder that holds the package: the repository in a checkout (``examples/``,
+``notebooks/``), ``site-packages`` in an installed wheel. Never a place for data."""

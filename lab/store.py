@@ -1,12 +1,14 @@
 """The store: every timed call recorded in a run, and replayed on a re-run.
 
-A run lives in ``data/runs/<run-id>/``: ``manifest.json`` (what was collected,
-how, with which versions) and ``calls.jsonl``, an append-only file with one
-line per call: ``{"key": ..., "record": {...}}``. A record is written with a
-single ``write`` and ``fsync``ed before the call counts as collected, so a
-collection killed at any moment resumes with nothing lost or duplicated. A
-damaged line (a write torn by the kill, or an edit) is reported with its file
-and line number and its call is collected again.
+A run lives in ``<runs_dir()>/<run-id>/``: ``manifest.json`` (what was collected, how, with
+which versions) and append-only JSON-lines files (see :mod:`lab.lines`): ``calls.jsonl`` holds
+one line per call, ``{"key": ..., "record": {...}}``; an experiment may keep others (the hedging
+experiment's ``outcomes.jsonl``). A line counts once it is written in full and fsynced, so a
+collection killed at any moment resumes with nothing lost or duplicated; one collector at a time
+holds a run (:meth:`Run.collector`). A damaged line (torn by a kill, edited, of unknown shape, or
+in a damaged gzip part) is reported with its file and line number and its call is collected
+again; a damaged manifest raises :class:`DamagedRun`, which says how to repair it. Reading a run
+writes nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import gzip
 import hashlib
 import json
 import os
+import re
+import socket
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,36 +29,57 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pandas as pd
 
-from lab.paths import DATA_DIR
+from lab import endpoints, lines
+from lab.lines import SKIPPED, DamagedLine, Where  # DamagedLine: callers import it from here
 from lab.records import CallRecord, records_frame
 
-RUNS_DIR = Path(os.environ.get("LAB_RUNS_DIR", DATA_DIR / "runs"))  # tests point it elsewhere
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+def runs_dir() -> Path:
+    """Where runs live: ``LAB_RUNS_DIR`` if set; else the nearest ``data/runs`` folder in the working folder
+    or one of its parents (so a notebook run in ``notebooks/`` finds the project's); else ``./data/runs``
+    (created when something is written)."""
+    if os.environ.get("LAB_RUNS_DIR"):
+        return Path(os.environ["LAB_RUNS_DIR"]).expanduser().absolute()
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "data" / "runs").is_dir():
+            return folder / "data" / "runs"
+    return here / "data" / "runs"
+
+
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+
+
+def valid_run_id(run_id: str) -> bool:
+    """True for a run id that names one folder safely: 1 to 100 letters, digits, '.', '_' or '-'."""
+    return isinstance(run_id, str) and re.fullmatch(RUN_ID_PATTERN, run_id) is not None
 
 
 class MissingRecord(LookupError):
     """A call the run does not hold, with live calls not allowed; says how to collect it."""
 
 
-class DamagedLine(UserWarning):
-    """A line of a run's ``calls.jsonl`` that could not be read."""
+class DamagedRun(ValueError):
+    """A run whose manifest cannot be read; the message names the file, the problem and the repair."""
 
 
-def is_local(endpoint: str) -> bool:
-    """True for a server on this machine (the emulator, a local vLLM): calling it costs nothing."""
-    return urlsplit(endpoint).hostname in LOOPBACK_HOSTS
+class RunBusy(RuntimeError):
+    """A run another collector holds; the message says which process, and what to do."""
+
+
+class RepeatedRecord(DamagedLine):
+    """A second copy of a record already read (two collectors ran at once): ignored, the first is kept."""
 
 
 @dataclass(frozen=True)
 class CallKey:
     """What identifies a call: provider, endpoint, model, the full request, window and sample.
 
-    A local server's port is not part of the key, so a run collected against
-    the emulator replays whichever free port the emulator gets next time.
+    The endpoint counts by its :func:`lab.endpoints.identity`: an in-process emulator is
+    ``"emulator"`` whatever its port, any other server its URL (host, port and path).
     """
 
     provider: str
@@ -67,8 +92,8 @@ class CallKey:
 
     @property
     def digest(self) -> str:
-        endpoint = "local" if is_local(self.endpoint) else self.endpoint
-        fields = {**dataclasses.asdict(self), "endpoint": endpoint, "request": dict(self.request)}
+        fields = {**dataclasses.asdict(self), "endpoint": endpoints.identity(self.endpoint),
+                  "request": dict(self.request)}
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -88,16 +113,19 @@ def versions() -> dict[str, str]:
 
 
 class Run:
-    """One run's folder: its manifest and its append-only call records."""
+    """One run's folder: its manifest, its append-only files, and the lock of its collector."""
 
-    def __init__(self, run_id: str, root: Path | str = RUNS_DIR) -> None:
-        if not run_id or "/" in run_id or run_id.startswith("."):
-            raise ValueError(f"invalid run id {run_id!r}: use letters, digits, '-' and '_'")
+    def __init__(self, run_id: str, root: Path | str | None = None) -> None:
+        if not valid_run_id(run_id):
+            raise ValueError(f"invalid run id {run_id!r}: use 1 to 100 letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit")
         self.id = run_id
-        self.dir = Path(root) / run_id
+        self.dir = Path(runs_dir() if root is None else root) / run_id
         self.calls_path = self.dir / "calls.jsonl"
         self.manifest_path = self.dir / "manifest.json"
+        self.collector_path = self.dir / ".collector.lock"
         self._index: dict[str, CallRecord] | None = None
+        self._writer: lines.BatchWriter | None = None
 
     # -- manifest ---------------------------------------------------------------------------
 
@@ -107,13 +135,28 @@ class Run:
 
     @property
     def manifest(self) -> dict[str, Any]:
+        """The manifest: :class:`MissingRecord` when the run does not exist, :class:`DamagedRun` when its
+        manifest cannot be read."""
         if not self.exists:
             raise MissingRecord(f"run {self.id!r} does not exist: no {self.manifest_path}")
-        return json.loads(self.manifest_path.read_text())
+        raw = self.manifest_path.read_bytes()
+        try:
+            manifest = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            problem = "is empty" if not raw.strip() else (
+                f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
+        except ValueError as exc:  # not UTF-8
+            problem = f"is not JSON text ({exc})"
+        else:
+            problem = _manifest_problem(manifest)
+        if problem:
+            raise DamagedRun(f"{self.manifest_path} {problem}: restore it from version control, or move the run "
+                             f"folder {self.dir} away and collect the run again")
+        return manifest
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the run's lock, for a read-modify-write of its manifest by concurrent collectors."""
+        """Hold the run's lock, for a read-modify-write of its manifest (creates the lock file: writes only)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / ".lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -140,132 +183,130 @@ class Run:
                 "run_id": self.id, "experiment": experiment, "design": dict(design), "started_at": now(),
                 "sessions": [],
             }
-            if manifest["design"] != dict(design):
-                raise ConfigurationError(f"run {self.id!r} was collected with {manifest['design']}; "
+            if manifest.get("design") != dict(design):
+                raise ConfigurationError(f"run {self.id!r} was collected with {manifest.get('design')}; "
                                          f"this command asks for {dict(design)}: use a new --run")
-            same = [e for e in manifest["sessions"] if all(e[f] == session[f] for f in identity)]
+            sessions = manifest.get("sessions", [])
+            same = [e for e in sessions if all(e.get(f) == session[f] for f in identity)]
             entry = {**session, "started_at": same[0]["started_at"] if same else now(), "ended_at": None,
                      "versions": versions()}
-            manifest["sessions"] = [e for e in manifest["sessions"] if e not in same] + [entry]
+            manifest["sessions"] = [e for e in sessions if e not in same] + [entry]
             self.write_manifest(manifest)
 
     def end_session(self, session: Mapping[str, Any], identity: tuple[str, ...]) -> None:
         """Stamp the end of a session (and of the run so far)."""
         with self.locked():
             manifest = self.manifest
-            for entry in manifest["sessions"]:
-                if all(entry[f] == session[f] for f in identity):
+            for entry in manifest.get("sessions", []):
+                if all(entry.get(f) == session[f] for f in identity):
                     entry["ended_at"] = now()
             manifest["ended_at"] = now()
             self.write_manifest(manifest)
 
-    # -- records ----------------------------------------------------------------------------
+    # -- the collector ----------------------------------------------------------------------
 
-    def read_lines(self, name: str = "calls.jsonl") -> Iterator[tuple[int, dict[str, Any]]]:
-        """(line number, entry) for each readable line of an append-only file of the run: first its
-        compacted part (``name.gz``, see :meth:`compact`), then the plain file. A damaged line is
-        reported as a :class:`DamagedLine` warning and skipped; a line found in both parts (a
-        compaction killed before it removed the plain file) is read once."""
-        seen: set[bytes] = set()
-        for path in (self.dir / f"{name}.gz", self.dir / name):
-            if not path.exists():
-                continue
-            with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
-                for number, raw in enumerate(handle, start=1):
-                    digest = hashlib.blake2b(raw, digest_size=16).digest()
-                    if digest in seen:
-                        continue
-                    seen.add(digest)
-                    if not raw.endswith(b"\n"):
-                        self._damaged(path, number, "incomplete (no line end: its write was cut short)")
-                        continue
-                    try:
-                        yield number, json.loads(raw)
-                    except ValueError as exc:
-                        self._damaged(path, number, f"unreadable ({type(exc).__name__}: {exc})")
-
-    @staticmethod
-    def _damaged(path: Path, number: int, problem: str) -> None:
-        warnings.warn(f"{path}:{number}: {problem}; line ignored, what it held counts as not collected",
-                      DamagedLine, stacklevel=4)
-
-    def append_line(self, entry: Mapping[str, Any], name: str = "calls.jsonl") -> None:
-        """Append one JSON line durably: one write under an exclusive lock, then fsync."""
+    @contextlib.contextmanager
+    def collector(self, command: str, *, wait: bool = False) -> Iterator[None]:
+        """Hold the run as its only collector while the block runs: an exclusive ``flock`` on its
+        ``.collector.lock``, which notes who holds it (pid, host, ``command``, start time). A second
+        collector of the run raises :class:`RunBusy` naming the first, or waits for it with ``wait``.
+        The lock dies with its process: a killed collector leaves none behind."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
-        while True:
-            fd = os.open(self.dir / name, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                if os.fstat(fd).st_nlink == 0:
-                    continue  # a compaction removed the file while we waited: open the new one
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    os.write(fd, b"\n")  # a torn last line stays on its own line, reported on load
-                os.write(fd, line.encode())
-                os.fsync(fd)
-                return
-            finally:
-                os.close(fd)
-
-    def compact(self, name: str = "calls.jsonl") -> None:
-        """Move every line of an append-only file into its gzip part ``name.gz`` (about ten times
-        smaller), for runs committed to the repository. Safe against a kill at any moment: the new
-        ``.gz`` replaces the old one atomically before the plain file is removed, and
-        :meth:`read_lines` reads a line found in both once. Appending afterwards starts a new plain file."""
-        plain, packed = self.dir / name, self.dir / f"{name}.gz"
-        while True:
-            try:
-                fd = os.open(plain, os.O_RDWR)
-            except FileNotFoundError:
-                return
-            fcntl.flock(fd, fcntl.LOCK_EX)  # appenders wait, then find the file gone and start a new one
-            try:
-                if os.fstat(fd).st_ino == os.stat(plain).st_ino:
-                    break  # still the file at that path: no other compaction removed it while we waited
-            except FileNotFoundError:
-                pass
-            os.close(fd)
+        fd = os.open(self.collector_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            with os.fdopen(os.dup(fd), "rb") as handle:
-                data = handle.read()
-            if data and not data.endswith(b"\n"):
-                data += b"\n"  # a torn last line stays on its own line
-            tmp = packed.with_name(packed.name + ".tmp")
-            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
-                if packed.exists():
-                    out.write(gzip.decompress(packed.read_bytes()))
-                out.write(data)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, packed)
-            directory = os.open(self.dir, os.O_RDONLY)
             try:
-                os.fsync(directory)  # the rename is durable before the plain file goes
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    raise RunBusy(self._busy(fd)) from None
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": now()}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder, ensure_ascii=False).encode() + b"\n", 0)
+            try:
+                yield
             finally:
-                os.close(directory)
-            plain.unlink()
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)  # no one holds it now
         finally:
             os.close(fd)
 
-    def _load(self) -> dict[str, CallRecord]:
-        index: dict[str, CallRecord] = {}
-        for number, entry in self.read_lines():
-            try:
-                key, record = entry["key"], CallRecord.from_dict(entry["record"])
-            except (KeyError, TypeError, ValueError) as exc:
-                self._damaged(self.calls_path, number, f"unreadable ({type(exc).__name__}: {exc})")
-                continue
-            if key in index:
-                self._damaged(self.calls_path, number, "a second record for a call already recorded")
-                continue
-            index[key] = record
-        return index
+    def _busy(self, fd: int) -> str:
+        holder = None
+        for _ in range(50):  # the holder writes who it is just after it takes the lock
+            holder = _holder(os.pread(fd, 4096, 0))
+            if holder:
+                break
+            time.sleep(0.01)
+        who = "another process"
+        if holder:
+            host = holder.get("host")
+            where = f" on {host}" if host != socket.gethostname() else ""
+            who = f"pid {holder.get('pid')}{where} (`{holder.get('command')}`, since {holder.get('since')})"
+        return f"run {self.id} is being collected by {who}; wait for it to finish or pass --wait"
+
+    @property
+    def collecting(self) -> dict[str, Any] | None:
+        """Who collects the run now (``pid``, ``host``, ``command``, ``since``), or None. Reads only: the
+        note a collector left when it was killed is ignored once its process is gone."""
+        try:
+            holder = _holder(self.collector_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        if holder is None or holder.get("host") != socket.gethostname():
+            return holder  # another machine's process cannot be checked from here
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return None
+        except (PermissionError, KeyError, TypeError, ValueError, OverflowError):
+            pass
+        return holder
+
+    # -- append-only files ------------------------------------------------------------------
+
+    def line_files(self) -> list[str]:
+        """The run's append-only files (``calls.jsonl``, ...), each whether plain, compacted or both."""
+        return lines.names(self.dir) if self.dir.is_dir() else []
+
+    def read_lines(self, name: str = "calls.jsonl") -> Iterator[tuple[Where, dict[str, Any]]]:
+        """(where, entry) for each readable line of an append-only file of the run: first its compacted
+        part (``name.gz``, see :meth:`compact`), then the plain file; see :func:`lab.lines.read`."""
+        return lines.read([self.dir / f"{name}.gz", self.dir / name])
+
+    def append_line(self, entry: Mapping[str, Any], name: str = "calls.jsonl") -> None:
+        """Append one JSON line durably (see :func:`lab.lines.append`); inside :meth:`batched`, on the
+        writer thread."""
+        if self._writer is not None:
+            self._writer.put(name, entry)
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lines.append(self.dir / name, entry)
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Appends made inside the block go to a writer thread that writes what has queued up in one
+        write and one fsync: appending never blocks the caller (an open-loop schedule, a proxy) on the
+        disk. Everything is written when the block ends; a kill loses at most the last batch."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._writer = lines.BatchWriter(self.dir)
+        try:
+            yield
+        finally:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def compact(self, name: str = "calls.jsonl") -> None:
+        """Move every line of an append-only file into its gzip part ``name.gz`` (see :func:`lab.lines.compact`)."""
+        lines.compact(self.dir / name, self.dir / f"{name}.gz")
+
+    # -- call records -----------------------------------------------------------------------
 
     @property
     def index(self) -> dict[str, CallRecord]:
+        """Every readable record by key (see :func:`index_of`), read once."""
         if self._index is None:
-            self._index = self._load()
+            self._index = index_of(self.read_lines())
         return self._index
 
     def get(self, key: CallKey) -> CallRecord | None:
@@ -284,9 +325,85 @@ class Run:
         return records_frame(self.records())
 
 
-def run_ids(root: Path | str = RUNS_DIR) -> list[str]:
-    """The runs under ``root``."""
-    return sorted(p.parent.name for p in Path(root).glob("*/manifest.json"))
+def _manifest_problem(manifest: Any) -> str | None:
+    """What makes a parsed manifest unusable, or None."""
+    if not isinstance(manifest, dict):
+        return f"holds {lines.kind(manifest)}, not an object"
+    lacking = [f for f in ("run_id", "experiment", "started_at") if f not in manifest]
+    if ("design" in manifest) != ("sessions" in manifest):
+        lacking.append("sessions" if "design" in manifest else "design")
+    if lacking:
+        return f"is incomplete: it lacks {', '.join(lacking)}"
+    if "design" in manifest and not isinstance(manifest["design"], dict):
+        return f"is damaged: its design is {lines.kind(manifest['design'])}, not an object"
+    sessions = manifest.get("sessions", [])
+    if not isinstance(sessions, list) or not all(isinstance(e, dict) for e in sessions):
+        return "is damaged: its sessions are not a list of objects"
+    return None
+
+
+def _holder(raw: bytes) -> dict[str, Any] | None:
+    try:
+        holder = json.loads(raw)
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def record_of(where: Where, data: Any, what: str = "record") -> CallRecord | None:
+    """The call record ``data`` holds, or None, reported as a :class:`DamagedLine`, when it cannot be read."""
+    if not isinstance(data, dict):
+        problem = f"its {what} is {lines.kind(data)}, not an object"
+    else:
+        try:
+            return CallRecord.from_dict(data)
+        except KeyError as exc:
+            problem = f"its {what} lacks the field {exc}"
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+            problem = f"its {what} cannot be read ({type(exc).__name__}: {exc})"
+    lines.report(where, f"unreadable: {problem}; {SKIPPED}")
+    return None
+
+
+def index_of(entries: Iterable[tuple[Where, dict[str, Any]]]) -> dict[str, CallRecord]:
+    """The records of ``calls.jsonl`` lines by key, in the order read; a line that holds no record is
+    reported as a :class:`DamagedLine`, a second copy of a record as a :class:`RepeatedRecord`."""
+    index: dict[str, CallRecord] = {}
+    first: dict[str, Where] = {}
+    for where, entry in entries:
+        call = _call(where, entry)
+        if call is None:
+            continue
+        key, record = call
+        if key in index:
+            warnings.warn(RepeatedRecord(where, f"a second copy of a record already read ({first[key]}); "
+                                                "ignored, the first is kept"), stacklevel=2)
+            continue
+        index[key], first[key] = record, where
+    return index
+
+
+def _call(where: Where, entry: dict[str, Any]) -> tuple[str, CallRecord] | None:
+    """A line of ``calls.jsonl`` as (key, record), or None, reported, when it is not one."""
+    lacking = [f for f in ("key", "record") if f not in entry]
+    unknown = sorted(set(entry) - {"key", "record"})
+    if lacking:
+        problem = f"it lacks {' and '.join(lacking)}"
+    elif not isinstance(entry["key"], str):
+        problem = f"its key is {lines.kind(entry['key'])}, not a string"
+    elif unknown:
+        problem = f"unknown fields {', '.join(unknown)}"
+    else:
+        record = record_of(where, entry["record"])
+        return None if record is None else (entry["key"], record)
+    lines.report(where, f"unreadable: {problem}; {SKIPPED}")
+    return None
+
+
+def run_ids(root: Path | str | None = None) -> list[str]:
+    """The runs under ``root`` (default: :func:`runs_dir`)."""
+    folder = runs_dir() if root is None else Path(root)
+    return sorted(p.parent.name for p in folder.glob("*/manifest.json") if valid_run_id(p.parent.name))
 
 
 def now() -> str:

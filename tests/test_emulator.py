@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from typing import Literal, Optional
 
@@ -21,8 +22,8 @@ import pydantic
 import pytest
 from anthropic.lib._parse._transform import transform_schema
 
-from lab.emulator import Emulator, FaultRule, LatencyProfile, json_from_schema, report_profiles
-from lab.emulator.content import ChatRequest, split_tokens, synthetic_text
+from lab.emulator import PROFILE_NAMES, Emulator, FaultRule, LatencyProfile, json_from_schema, report_profiles
+from lab.emulator.content import ChatRequest, UnsupportedSchema, split_tokens, synthetic_text, synthetic_thinking
 from lab.emulator.profiles import REFERENCE_DIR, _read_targets, profile_set, request_rng
 
 HAIKU, SONNET, GPT = "claude-haiku-4-5", "claude-sonnet-4-6", "gpt-4o-mini"
@@ -557,9 +558,18 @@ def test_report_fit_acceptance():
 
 
 def test_synthetic_text_tokens():
-    for n in (1, 7, 150):
-        text = synthetic_text(n, variant=3)
-        assert len(split_tokens(text)) == n and "".join(split_tokens(text)) == text
+    for make in (synthetic_text, synthetic_thinking):
+        for n in (1, 7, 150):
+            text = make(n, variant=3)
+            assert len(split_tokens(text)) == n and "".join(split_tokens(text)) == text
+
+
+@pytest.mark.parametrize("schema", [{"$ref": "#"}, {"type": "nope"}, {"enum": []}, {"$ref": "#/$defs/gone"},
+                                    {"type": "array", "minItems": 10**9}, {"properties": {"a": 5}, "required": ["a"]},
+                                    {"type": "object", "properties": {"a": {"$ref": "#"}}, "required": ["a"]}])
+def test_json_from_schema_refuses_what_it_cannot_build(schema):
+    with pytest.raises(UnsupportedSchema):
+        json_from_schema(schema)
 
 
 def test_key_by_prompt_draws_the_same_whatever_came_before():
@@ -590,3 +600,213 @@ def test_restart_clock_moves_fault_windows():
         with pytest.raises(anthropic.APIStatusError) as error:
             claude(emu).messages.create(model=HAIKU, max_tokens=8, messages=PROMPT)
         assert error.value.status_code == 529
+
+
+# --- thinking ----------------------------------------------------------------------------------
+
+THINK = "x-emulator-thinking"
+THINKING = LatencyProfile.fixed(ttft_ms=5, itl_ms=1, output_tokens=5, thinking_tokens=3)
+
+
+def test_anthropic_thinking_stream_events_and_sdk_final_message():
+    with Emulator(THINKING) as emu:
+        with claude(emu).messages.stream(model=HAIKU, max_tokens=256, messages=PROMPT) as stream:
+            events = [(e.type, getattr(e, "index", None), getattr(getattr(e, "delta", None), "type", None))
+                      for e in stream if e.type not in ("text", "thinking", "signature")]
+            final = stream.get_final_message()
+        (entry,) = emu.wait_for_requests(1)
+    assert events == [
+        ("message_start", None, None),
+        ("content_block_start", 0, None),
+        *[("content_block_delta", 0, "thinking_delta")] * 3,
+        ("content_block_delta", 0, "signature_delta"),
+        ("content_block_stop", 0, None),
+        ("content_block_start", 1, None),
+        *[("content_block_delta", 1, "text_delta")] * 5,
+        ("content_block_stop", 1, None),
+        ("message_delta", None, None),
+        ("message_stop", None, None),
+    ]
+    thinking, text = final.content
+    assert thinking.type == "thinking" and len(split_tokens(thinking.thinking)) == 3 and thinking.signature
+    assert text.type == "text" and len(split_tokens(text.text)) == 5
+    assert final.usage.output_tokens == 8 == entry.output_tokens and entry.thinking_tokens == 3
+
+
+def test_anthropic_thinking_non_streamed_and_the_thinking_parameter(emu):
+    client = claude(emu)
+    message = client.messages.create(model=SONNET, max_tokens=2048, messages=PROMPT,
+                                     thinking={"type": "enabled", "budget_tokens": 1024})
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert len(split_tokens(message.content[0].thinking)) == 16  # min(budget, 16)
+    assert message.usage.output_tokens == 16 + 20
+    small = client.messages.create(model=SONNET, max_tokens=2048, messages=PROMPT,
+                                   thinking={"type": "enabled", "budget_tokens": 4})
+    plain = client.messages.create(model=SONNET, max_tokens=2048, messages=PROMPT, thinking={"type": "disabled"})
+    assert len(split_tokens(small.content[0].thinking)) == 4 and [b.type for b in plain.content] == ["text"]
+    assert [e.thinking_tokens for e in emu.wait_for_requests(3)] == [16, 4, 0]
+
+
+def test_thinking_header_overrides_profile_and_parameter():
+    with Emulator(THINKING) as emu:
+        client = claude(emu)
+        kwargs = dict(model=HAIKU, max_tokens=256, messages=PROMPT, thinking={"type": "enabled", "budget_tokens": 9})
+        assert len(client.messages.create(**kwargs).content) == 2  # the profile's 3, not the budget's 9
+        assert len(client.messages.create(**kwargs, extra_headers={THINK: "0"}).content) == 1
+        assert len(split_tokens(client.messages.create(**kwargs, extra_headers={THINK: "7"}).content[0].thinking)) == 7
+        assert [e.thinking_tokens for e in emu.wait_for_requests(3)] == [3, 0, 7]
+        with pytest.raises(anthropic.BadRequestError, match=THINK):
+            client.messages.create(model=HAIKU, max_tokens=8, messages=PROMPT, extra_headers={THINK: "x"})
+
+
+def test_openai_reasoning_content_streamed_and_not(emu):
+    client = gpt(emu)
+    completion = client.chat.completions.create(model=GPT, messages=PROMPT, extra_headers={THINK: "4"})
+    message = completion.choices[0].message
+    assert len(split_tokens(message.model_extra["reasoning_content"])) == 4 and message.content
+    assert completion.usage.completion_tokens == 24 and completion.usage.completion_tokens_details.reasoning_tokens == 4
+    chunks = list(client.chat.completions.create(model=GPT, messages=PROMPT, stream=True, extra_headers={THINK: "4"},
+                                                 stream_options={"include_usage": True}))
+    deltas = [c.choices[0].delta for c in chunks if c.choices and c.choices[0].finish_reason is None][1:]
+    kinds = ["reasoning" if getattr(d, "reasoning_content", None) else "content" for d in deltas]
+    assert kinds == ["reasoning"] * 4 + ["content"] * 20
+    assert chunks[-1].usage.completion_tokens == 24
+
+
+def test_thinking_and_text_share_max_tokens(emu):
+    message = claude(emu).messages.create(model=HAIKU, max_tokens=4, messages=PROMPT, extra_headers={THINK: "10"})
+    thinking, text = message.content
+    assert (len(split_tokens(thinking.thinking)), len(split_tokens(text.text))) == (3, 1)
+    assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 4
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_log_records_the_planned_truth(stream):
+    profile = LatencyProfile.fixed(ttft_ms=30, itl_ms=10, output_tokens=4, thinking_tokens=5)
+    with Emulator(profile) as emu:
+        stamps = {}
+        started = time.perf_counter()
+        if stream:
+            with claude(emu).messages.stream(model=HAIKU, max_tokens=256, messages=PROMPT) as events:
+                for event in events:
+                    stamps.setdefault(event.type, time.perf_counter() - started)
+        else:
+            claude(emu).messages.create(model=HAIKU, max_tokens=256, messages=PROMPT)
+        (entry,) = emu.wait_for_requests(1)
+    ttft, first_text, end = (30, 80, 120) if stream else (120, 120, 120)
+    assert entry.planned_ttft_ms == pytest.approx(ttft) and entry.planned_first_text_ms == pytest.approx(first_text)
+    assert entry.planned_itl_ms == pytest.approx(10) and entry.thinking_tokens == 5
+    assert entry.planned_end_ms == pytest.approx(end) == entry.planned_delay_ms
+    if stream:  # never early: each phase reaches the client no sooner than planned
+        assert stamps["thinking"] >= 0.030 and stamps["text"] >= 0.080
+
+
+def test_planned_first_text_is_none_when_a_stream_is_cut_during_thinking():
+    with Emulator(THINKING) as emu:
+        with pytest.raises(httpx2.RemoteProtocolError):
+            call(emu, "anthropic", True, "cut_stream;after=2")
+        (entry,) = emu.wait_for_requests(1)
+    assert entry.planned_ttft_ms == pytest.approx(5) and entry.planned_first_text_ms is None
+
+
+# --- profiles by spec --------------------------------------------------------------------------
+
+
+def test_profile_specs():
+    fixed = profile_set("fixed:ttft_ms=200,itl_ms=20,output_tokens=50").for_model("any")
+    assert (fixed.ttft_ms, fixed.itl_ms, fixed.output_tokens, fixed.thinking_tokens) == (200, 20, 50, 0)
+    assert profile_set("instant:output_tokens=50").for_model("m").draw(request_rng(0, "m", "0")).total_ms == 0
+    thinking = profile_set("fixed:itl_ms=2,thinking_tokens=8").for_model("m").draw(request_rng(0, "m", "0"))
+    assert (thinking.thinking_tokens, thinking.total_ms) == (8, 200 + 28 * 2)
+    assert profile_set("report:thinking_tokens=4").for_model("claude-haiku-4-5").thinking_tokens == 4
+    assert PROFILE_NAMES == ("report", "fixed", "instant", "haiku", "sonnet")
+
+
+@pytest.mark.parametrize("spec", ["nope", "fixed:foo=1", "fixed:ttft_ms", "fixed:ttft_ms=-1", "fixed:ttft_ms=nan",
+                                  "instant:ttft_ms=5", "fixed:output_tokens=0", "fixed:output_tokens=1.5",
+                                  "fixed:itl_ms=1,itl_ms=2", "fixed:thinking_tokens=1000000", ""])
+def test_bad_profile_specs_name_the_valid_ones(spec):
+    with pytest.raises(ValueError) as caught:
+        profile_set(spec)
+    message = str(caught.value)
+    assert repr(spec) in message and all(name in message for name in PROFILE_NAMES)
+    assert all(parameter in message for parameter in ("ttft_ms", "itl_ms", "output_tokens", "thinking_tokens"))
+
+
+def test_emulator_and_serve_refuse_an_unknown_profile_with_value_error():
+    with pytest.raises(ValueError, match="fixed"):
+        Emulator("nope")
+    code = "from lab.emulator import serve; serve(port=0, profile='nope')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "ValueError: unknown latency profile 'nope'" in result.stderr
+    assert "lab emulator serving" not in result.stdout
+
+
+def test_serve_takes_a_spec():
+    code = "from lab.emulator import serve; serve(port=0, profile='fixed:ttft_ms=1,output_tokens=3')"
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        url = next(word for word in process.stdout.readline().split() if word.startswith("http://"))
+        message = anthropic.Anthropic(base_url=url, api_key="x", max_retries=0).messages.create(
+            model=HAIKU, max_tokens=50, messages=PROMPT)
+        assert message.usage.output_tokens == 3
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+# --- endpoints for other tools -----------------------------------------------------------------
+
+
+def test_health_and_model_listing(emu):
+    assert get_json(emu.base_url + "/health")[1] == {"status": "ok"}
+    gpt(emu).chat.completions.create(model="llama-3.1-8b-instruct", messages=PROMPT)
+    listing = get_json(emu.base_url + "/v1/models")[1]
+    assert listing["object"] == "list"
+    assert [m["id"] for m in listing["data"]] == [HAIKU, SONNET, "gpt-5-mini", "gpt-5", "llama-3.1-8b-instruct"]
+    assert all(m["object"] == "model" and m["owned_by"] == "lab-emulator" and isinstance(m["created"], int)
+               for m in listing["data"])
+    assert [m.id for m in gpt(emu).models.list()][-1] == "llama-3.1-8b-instruct"
+    assert [m.id for m in claude(emu).models.list()][:2] == [HAIKU, SONNET]  # Anthropic's format for its SDK
+    assert gpt(emu).models.retrieve("meta-llama/Llama-3.1-8B").id == "meta-llama/Llama-3.1-8B"
+    assert claude(emu).models.retrieve(SONNET).display_name == SONNET
+
+
+def test_model_listing_follows_the_profile_set():
+    with Emulator({"haiku": FAST}) as emu:
+        assert [m.id for m in gpt(emu).models.list()] == [HAIKU]
+        with pytest.raises(openai.NotFoundError):
+            gpt(emu).models.retrieve("gpt-5")
+
+
+def test_metrics_in_prometheus_text_format(emu):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with pytest.raises(anthropic.RateLimitError):
+        call(emu, "anthropic", False, "rate_limit")
+    claude(emu).messages.create(model=HAIKU, max_tokens=7, messages=PROMPT, extra_headers={THINK: "2"})
+    list(gpt(emu).chat.completions.create(model=GPT, messages=PROMPT, stream=True))
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(emu.base_url + "/nope", timeout=5)
+    emu.wait_for_requests(3)
+    with urllib.request.urlopen(emu.base_url + "/metrics", timeout=5) as response:
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("lab_emulator_requests_total", (("api", "anthropic"), ("status", "429")))] == 1
+    assert samples[("lab_emulator_requests_total", (("api", "anthropic"), ("status", "200")))] == 1
+    assert samples[("lab_emulator_requests_total", (("api", "openai"), ("status", "200")))] == 1
+    assert samples[("lab_emulator_requests_total", (("api", "openai"), ("status", "404")))] == 1
+    assert samples[("lab_emulator_requests_in_flight", ())] == 0
+    assert samples[("lab_emulator_output_tokens_total", ())] == 7 + 20
+
+
+def test_metrics_count_requests_in_flight(emu):
+    thread = threading.Thread(target=lambda: call(emu, "openai", False, "timeout;ms=1000"))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while "lab_emulator_requests_in_flight 1" not in urllib.request.urlopen(emu.base_url + "/metrics").read().decode():
+        assert time.monotonic() < deadline, "the stalled request never showed as in flight"
+        time.sleep(0.02)
+    thread.join(10)

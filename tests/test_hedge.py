@@ -169,18 +169,23 @@ def test_hedge_on_ttft_does_not_fire_once_text_flows(pair):
 
 
 def test_recent_percentile():
-    delay = RecentPercentile(q=95, window=3, initial_s=0.7)
+    delay = RecentPercentile(q=50, window=3, initial_s=0.7)
     assert delay() == 0.7
     for s in (0.1, 0.2, 0.3, 0.4):
         delay.observe(s)
-    assert delay() == pytest.approx(np.percentile([0.2, 0.3, 0.4], 95))
+    assert delay() == pytest.approx(0.3)  # the median of the last three, 0.2, 0.3 and 0.4
+    delay.observe(0.5, censored=True)  # not answered after 0.5 s: the median of 0.3, 0.4 and >0.5 is 0.4
+    assert delay() == pytest.approx(0.4)
+    for _ in range(3):
+        delay.observe(0.6, censored=True)
+    assert delay() == pytest.approx(0.6)  # nothing answered: the largest time seen, a lower bound
 
 
 def test_recent_percentile_is_fed_by_hedge(pair):
     p, b = pair
     delay = RecentPercentile(initial_s=1.0)
     out = run(hedge.hedge(PROMPT, primary_route(p), backup_route(b), delay_s=delay))
-    assert out.ok and list(delay.samples) == [pytest.approx(out.winner.latency_ms / 1e3)]
+    assert out.ok and list(delay.samples) == [(pytest.approx(out.winner.latency_ms / 1e3), True)]
     assert delay() == pytest.approx(out.winner.latency_ms / 1e3)
 
 

@@ -148,7 +148,7 @@ def test_the_command_collects_and_resumes(tmp_path):
     outcomes = sc.load(Run("cli", tmp_path), ["outage"])
     assert len(outcomes) == 4 * len(sc.POLICIES)
     unknown = subprocess.run([*command[:7], "--scenario", "nope"], env=env, capture_output=True, text=True)
-    assert unknown.returncode == 2 and "unknown scenario nope" in unknown.stderr
+    assert unknown.returncode == 2 and "invalid choice: 'nope'" in unknown.stderr
 
 
 def test_roles_and_the_history_arms_own_draws(collected):

@@ -1,16 +1,18 @@
-"""Importing LLMPerf per-request results: hand-made files, then the public leaderboard data."""
+"""Importing LLMPerf per-request results: hand-made files, then the public leaderboard data; and the
+same records through the generic importer, ``lab.io.read(format="llmperf")``."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import lab.io
+import lab.io.llmperf
 from lab.io import LLMPERF_STARTED_AT, llmperf_dir, read_llmperf
 from lab.records import FIELDS
 
@@ -24,6 +26,10 @@ def result(e2e_s=1.5, ttft_s=0.25, out=150, code=None, msg="", **extra):
         "end_to_end_latency_s": e2e_s, "request_output_throughput_token_per_s": out / e2e_s if e2e_s else 0,
         "number_total_tokens": 550 + out, "number_output_tokens": out, "number_input_tokens": 550, **extra,
     }
+
+
+def values(series: pd.Series) -> list:
+    return [None if pd.isna(v) else v for v in series]
 
 
 def write(path: Path, data) -> Path:
@@ -73,6 +79,7 @@ def test_units_tokens_and_text(run_dir):
     assert ok["ttft_ms"].tolist() == pytest.approx([250.0, 500.0])
     assert ok["input_tokens"].tolist() == [550, 550] and ok["output_tokens"].tolist() == [150, 120]
     assert ok["text"].tolist() == ["", "Hello"]
+    assert ok["tpot_ms"].tolist() == pytest.approx([(1500 - 250) / 149, (2000 - 500) / 119])
     assert ok["error_type"].isna().all() and ok["http_status"].isna().all() and ok["error_message"].isna().all()
 
 
@@ -111,13 +118,27 @@ def test_other_json_is_skipped_in_a_folder_but_rejected_when_named(run_dir):
         read_llmperf(empty)
 
 
-def test_llmperf_dir_follows_the_environment(tmp_path, monkeypatch):
-    import lab.io
+def test_the_generic_reader_gives_the_same_records_and_names_the_placeholder(run_dir):
+    frame = lab.io.read(run_dir, format="llmperf")
+    expected = read_llmperf(run_dir)
+    assert list(frame.columns) == list(FIELDS) and len(frame) == len(expected) == 7
+    for column in ("endpoint", "provider", "model", "status", "error_type", "error_message", "run_id", "text"):
+        assert values(frame[column]) == values(expected[column]), column
+    for column in ("latency_ms", "ttft_ms", "input_tokens", "output_tokens", "http_status", "sample"):
+        pd.testing.assert_series_equal(frame[column], expected[column], check_dtype=False, check_names=False)
+    assert (frame["started_at"] == pd.Timestamp(LLMPERF_STARTED_AT)).all()
+    source = lab.io.inspect(run_dir / "acme_13b.json")
+    assert source.format == "llmperf" and source.rows == 2 and source.errors == 0
+    assert "started_at" in source.missing_fields  # a placeholder is not a measurement
+    assert "latency_ms" not in source.missing_fields and "chunk_offsets_ms" in source.missing_fields
+    assert lab.io.detect(run_dir / "acme_13b.json") == "llmperf"
 
+
+def test_llmperf_dir_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("LLMPERF_DIR", raising=False)
-    monkeypatch.setattr(lab.io, "SHARED_LEADERBOARD", tmp_path / "no-shared-copy")
+    monkeypatch.setattr(lab.io.llmperf, "SHARED_LEADERBOARD", tmp_path / "no-shared-copy")
     assert llmperf_dir() is None
-    monkeypatch.setattr(lab.io, "SHARED_LEADERBOARD", tmp_path)
+    monkeypatch.setattr(lab.io.llmperf, "SHARED_LEADERBOARD", tmp_path)
     assert llmperf_dir() == tmp_path  # the copy beside the repository, when LLMPERF_DIR is unset
     monkeypatch.setenv("LLMPERF_DIR", str(tmp_path / "absent"))
     assert llmperf_dir() is None

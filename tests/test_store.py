@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from lab import variance
+from lab import endpoints, experiment
 from lab.emulator import Emulator, LatencyProfile
 from lab.recorder import Recorder
 from lab.store import CallKey, DamagedLine, MissingRecord, Run
@@ -48,20 +48,27 @@ def test_replay_is_byte_for_byte(tmp_path, emulator):
     assert len(emulator.requests) == 2  # the replays made no call
 
 
-def test_key_covers_request_window_and_sample_but_not_a_local_port():
+def test_key_covers_request_window_and_sample_but_not_an_emulators_port():
     base = CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "w", 0)
     same = CallKey("anthropic", "http://127.0.0.1:9999", "m", "complete", {"prompt": "a"}, "w", 0)
-    assert base.digest == same.digest
-    for other in (
-        CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "b"}, "w", 0),
-        CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "w", 1),
-        CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "v", 0),
-        CallKey("anthropic", "http://127.0.0.1:8000", "m2", "complete", {"prompt": "a"}, "w", 0),
-        CallKey("anthropic", "http://127.0.0.1:8000", "m", "stream", {"prompt": "a"}, "w", 0),
-        CallKey("openai", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "w", 0),
-        CallKey("anthropic", "https://api.anthropic.com", "m", "complete", {"prompt": "a"}, "w", 0),
-    ):
-        assert other.digest != base.digest
+    assert base.digest != same.digest  # two local servers: a vLLM's answer never replays for another's
+    for url in ("http://127.0.0.1:8000", "http://127.0.0.1:9999"):
+        endpoints.register_emulator(url)  # as an in-process emulator does when it starts
+    try:
+        assert base.digest == same.digest
+        for other in (
+            CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "b"}, "w", 0),
+            CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "w", 1),
+            CallKey("anthropic", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "v", 0),
+            CallKey("anthropic", "http://127.0.0.1:8000", "m2", "complete", {"prompt": "a"}, "w", 0),
+            CallKey("anthropic", "http://127.0.0.1:8000", "m", "stream", {"prompt": "a"}, "w", 0),
+            CallKey("openai", "http://127.0.0.1:8000", "m", "complete", {"prompt": "a"}, "w", 0),
+            CallKey("anthropic", "https://api.anthropic.com", "m", "complete", {"prompt": "a"}, "w", 0),
+        ):
+            assert other.digest != base.digest
+    finally:
+        for url in ("http://127.0.0.1:8000", "http://127.0.0.1:9999"):
+            endpoints.unregister_emulator(url)
 
 
 def test_a_miss_without_live_calls_names_the_run_the_record_and_the_command(tmp_path, monkeypatch):
@@ -107,7 +114,7 @@ def test_sigkill_at_any_moment_then_resume_gives_exactly_the_planned_records(tmp
 
     finished = subprocess.run(collect_cmd("killed", n=40), env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
-    frame = variance.load("killed", tmp_path)  # any torn line is reported as a DamagedLine warning
+    frame = experiment.load("killed", root=tmp_path)  # any torn line is reported as a DamagedLine warning
     assert len(frame) == 2 * 40 * 2  # models x samples x kinds
     assert not frame.duplicated(["model", "sample", "kind"]).any()
     keys = [json.loads(line)["key"] for line in calls.read_text().splitlines() if line.endswith("}}")]
@@ -123,11 +130,11 @@ def test_a_torn_last_line_is_reported_and_its_call_collected_again(tmp_path):
 
     with pytest.warns(DamagedLine, match=rf"calls\.jsonl:{len(lines)}: incomplete"):
         with pytest.raises(MissingRecord, match="lab collect variance --run torn"):
-            variance.load("torn", tmp_path)
+            experiment.load("torn", root=tmp_path)
     resumed = subprocess.run(collect_cmd("torn", n=3), env=env, capture_output=True, text=True, timeout=300)
     assert "1 calls made, 11 already recorded" in resumed.stdout
     with pytest.warns(DamagedLine):  # the torn line stays in the file, and is still reported
-        assert len(variance.load("torn", tmp_path)) == 12
+        assert len(experiment.load("torn", root=tmp_path)) == 12
 
 
 def test_a_damaged_line_in_the_middle_is_reported_not_fatal(tmp_path, emulator):

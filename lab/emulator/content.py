@@ -4,7 +4,8 @@ A :data:`Responder` turns a parsed :class:`ChatRequest` into answer text; the se
 text into tokens with :func:`split_tokens`, one streamed delta each. :func:`default_responder`
 writes sentences about infrastructure reliability, or a JSON instance of the requested schema
 (:func:`json_from_schema`). A content policy (e.g. a code reviewer reading the prompt) is just
-another responder passed to ``Emulator(responder=...)``.
+another responder passed to ``Emulator(responder=...)``. The thinking phase, when a request has one,
+is always :func:`synthetic_thinking` (responders write only the answer).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 @dataclass(frozen=True)
 class ChatRequest:
     """One chat request, API-neutral. ``output_tokens`` is the drawn answer length (already capped
-    by ``max_tokens``); ``variant`` is a seeded per-request number for varying the content."""
+    by ``max_tokens``); ``variant`` is a seeded per-request number for varying the content.
+    ``thinking_budget``: the request asked for extended thinking with this budget (Anthropic)."""
 
     api: str
     model: str
@@ -31,6 +33,7 @@ class ChatRequest:
     json_object: bool = False
     output_tokens: int = 0
     variant: int = 0
+    thinking_budget: int | None = None
     body: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -63,15 +66,38 @@ _SENTENCES = (
     "Observability lets engineers explain an incident instead of guessing at it.",
     "A dependable platform frees product teams to ship features with confidence.",
 )
-_TOKENS = split_tokens(" " + " ".join(_SENTENCES))
-_SENTENCE_STARTS = [i for i, t in enumerate(_TOKENS) if i == 0 or _TOKENS[i - 1] == "."]
+_THINKING_SENTENCES = (
+    "The question is about reliability, so I should connect it to customers and revenue.",
+    "A short answer needs one concrete cost of downtime and one practice that prevents it.",
+    "Latency tails matter more than averages, which is worth a sentence of its own.",
+    "I will keep it to two or three sentences, as the prompt asks.",
+)
+
+
+class _Prose:
+    """Sentences as one cyclic token stream; an excerpt starts at a sentence boundary."""
+
+    def __init__(self, sentences: tuple[str, ...]) -> None:
+        self.tokens = split_tokens(" " + " ".join(sentences))
+        self.starts = [i for i, t in enumerate(self.tokens) if i == 0 or self.tokens[i - 1] == "."]
+
+    def excerpt(self, n_tokens: int, variant: int) -> str:
+        start = self.starts[variant % len(self.starts)]
+        repeats = (start + n_tokens) // len(self.tokens) + 1
+        return "".join((self.tokens * repeats)[start : start + n_tokens]).lstrip()
+
+
+_ANSWER, _THINKING = _Prose(_SENTENCES), _Prose(_THINKING_SENTENCES)
 
 
 def synthetic_text(n_tokens: int, variant: int = 0) -> str:
     """Exactly ``n_tokens`` tokens of reliability prose, starting at sentence ``variant``."""
-    start = _SENTENCE_STARTS[variant % len(_SENTENCE_STARTS)]
-    repeats = (start + n_tokens) // len(_TOKENS) + 1
-    return "".join((_TOKENS * repeats)[start : start + n_tokens]).lstrip()
+    return _ANSWER.excerpt(n_tokens, variant)
+
+
+def synthetic_thinking(n_tokens: int, variant: int = 0) -> str:
+    """Exactly ``n_tokens`` tokens of plausible reasoning, starting at sentence ``variant``."""
+    return _THINKING.excerpt(n_tokens, variant)
 
 
 def default_responder(request: ChatRequest) -> str:
@@ -83,6 +109,8 @@ def default_responder(request: ChatRequest) -> str:
 
 
 _MAX_DEPTH = 4
+_MAX_STEPS = 20_000  # schema nodes visited per instance (bounds $ref cycles and huge minItems)
+_MAX_LENGTH = 100_000  # longest string a minLength may ask for
 _FORMATS = {
     "date-time": "2026-01-01T12:00:00Z",
     "date": "2026-01-01",
@@ -97,6 +125,10 @@ _FORMATS = {
 }
 
 
+class UnsupportedSchema(ValueError):
+    """A JSON schema :func:`json_from_schema` cannot build an instance of (malformed, cyclic or huge)."""
+
+
 def json_from_schema(schema: Mapping[str, Any]) -> Any:
     """A deterministic instance of ``schema``: objects (all properties near the root, required
     ones always), arrays (``minItems``, else one item), strings (``enum``, ``const``, common
@@ -104,24 +136,41 @@ def json_from_schema(schema: Mapping[str, Any]) -> Any:
     ``$defs``/``definitions``, ``anyOf``/``oneOf`` (first non-null branch; null when deep) and
     ``allOf``. Numeric constraints that a client moved into the description as a trailing
     ``{minItems: 2, ...}`` (the Anthropic SDK's ``transform_schema`` does) are honoured too.
-    Not honoured: ``pattern``, ``multipleOf``, ``not``, ``if``/``then``."""
-    return _Generator(schema).value(schema, "value", 0, 0)
+    Not honoured: ``pattern``, ``multipleOf``, ``not``, ``if``/``then``. Raises
+    :class:`UnsupportedSchema` for a schema it cannot follow (bad ``$ref``, wrong types, a
+    required cycle, an instance too large to build)."""
+    try:
+        return _Generator(schema).value(schema, "value", 0, 0)
+    except UnsupportedSchema:
+        raise
+    except (LookupError, TypeError, AttributeError, ValueError, ArithmeticError, RecursionError) as exc:
+        raise UnsupportedSchema(f"cannot build an instance of this schema ({type(exc).__name__}: {exc})") from None
 
 
 class _Generator:
     def __init__(self, root: Mapping[str, Any]) -> None:
         self.root = root
+        self.steps = 0
 
     def resolve(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+        if not isinstance(schema, Mapping):
+            raise UnsupportedSchema(f"expected a schema object, found {type(schema).__name__}")
         while "$ref" in schema:
+            self.count_step()
             node: Any = self.root
-            for part in schema["$ref"].removeprefix("#/").split("/"):
+            for part in schema["$ref"].removeprefix("#").split("/"):
                 if part:
                     node = node[part.replace("~1", "/").replace("~0", "~")]
             schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
         return schema
 
+    def count_step(self) -> None:
+        self.steps += 1
+        if self.steps > _MAX_STEPS:
+            raise UnsupportedSchema(f"the schema needs more than {_MAX_STEPS:,} steps (a cycle or a huge instance)")
+
     def value(self, schema: Mapping[str, Any], name: str, depth: int, salt: int) -> Any:
+        self.count_step()
         schema = _with_description_hints(self.resolve(schema))
         if "const" in schema:
             return schema["const"]
@@ -139,6 +188,8 @@ class _Generator:
             kind = "null" if not options or ("null" in kind and depth >= _MAX_DEPTH) else options[0]
         if kind is None:
             kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+        if kind not in _KINDS:
+            raise UnsupportedSchema(f"unknown type {kind!r}")
         return getattr(self, f"gen_{kind}")(schema, name, depth, salt)
 
     def pick(self, branches: list[Mapping[str, Any]], depth: int) -> Mapping[str, Any]:
@@ -177,6 +228,8 @@ class _Generator:
             text = (text[: max(schema["maxLength"] - len(suffix), 0)] + suffix)[: schema["maxLength"]]
         else:
             text += suffix
+        if schema.get("minLength", 0) > _MAX_LENGTH:
+            raise UnsupportedSchema(f"minLength above {_MAX_LENGTH:,}")
         return text.ljust(schema.get("minLength", 0), "x")
 
     def gen_integer(self, schema: Mapping[str, Any], name: str, depth: int, salt: int) -> int:
@@ -194,6 +247,7 @@ class _Generator:
         return None
 
 
+_KINDS = ("object", "array", "string", "integer", "number", "boolean", "null")
 _HINTS = re.compile(r"\{([^{}]*)\}\s*$")
 _HINT = re.compile(r"(\w+): (-?\d+(?:\.\d+)?)")
 

@@ -4,20 +4,22 @@ Kinds and their parameters (defaults in :data:`DEFAULT_PARAMS`):
 
 * ``rate_limit`` (429, ``retry_after`` seconds), ``overloaded`` (529 Anthropic / 503 OpenAI),
   ``server_error`` (500). With ``after=N`` on a streamed request the error arrives mid-stream,
-  after N text deltas, as an SSE error event instead of an HTTP status.
+  after N deltas (thinking deltas count), as an SSE error event instead of an HTTP status.
 * ``timeout``: nothing, not even headers, for ``ms`` milliseconds (or until the client leaves).
 * ``stall_first_token``: headers and start events go out, the first token waits ``ms`` more.
 * ``slow_stream``: inter-token time multiplied by ``factor``.
-* ``cut_stream``: the connection closes mid-body, after ``after`` text deltas (default: half)
+* ``cut_stream``: the connection closes mid-body, after ``after`` deltas (default: half)
   when streamed, after half of the JSON body (with a full ``Content-Length``) when not.
 * ``malformed_json``: structured output gets truncated JSON text; otherwise the body itself
   (or one SSE event's data) is invalid JSON.
 
 A request forces a fault with the header ``x-emulator-fault: KIND`` or ``KIND;ms=5000;after=3``.
+Parameters are finite numbers of at least 0, and each kind takes only its own (:data:`PARAMETERS`).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,17 @@ DEFAULT_PARAMS: dict[str, dict[str, float]] = {
     "cut_stream": {},
     "malformed_json": {},
 }
+PARAMETERS: dict[str, tuple[str, ...]] = {
+    "rate_limit": ("retry_after", "after"),
+    "overloaded": ("after",),
+    "server_error": ("after",),
+    "timeout": ("ms",),
+    "stall_first_token": ("ms",),
+    "slow_stream": ("factor",),
+    "cut_stream": ("after",),
+    "malformed_json": (),
+}
+"""The parameters each kind takes."""
 FAULT_KINDS = tuple(DEFAULT_PARAMS)
 ERROR_KINDS = ("rate_limit", "overloaded", "server_error")
 
@@ -48,6 +61,12 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in DEFAULT_PARAMS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+        for name, value in self.params.items():
+            if name not in PARAMETERS[self.kind]:
+                takes = ", ".join(PARAMETERS[self.kind]) or "no parameters"
+                raise ValueError(f"fault {self.kind} takes {takes}, not {name!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"fault parameter {name} must be a finite number of at least 0, not {value!r}")
         object.__setattr__(self, "params", {**DEFAULT_PARAMS[self.kind], **self.params})
 
 
@@ -64,7 +83,7 @@ class FaultRule:
     params: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        Fault(self.kind)  # validates the kind
+        Fault(self.kind, self.params)  # validates the kind and parameters
 
     def applies(self, model: str, elapsed_s: float) -> bool:
         return (
@@ -82,7 +101,10 @@ def parse_fault_header(value: str) -> Fault:
         name, sep, number = pair.partition("=")
         if not sep:
             raise ValueError(f"fault parameter {pair!r} is not name=value")
-        params[name.strip()] = float(number)
+        try:
+            params[name.strip()] = float(number)
+        except ValueError:
+            raise ValueError(f"fault parameter {pair!r} is not name=number") from None
     return Fault(kind, params)
 
 

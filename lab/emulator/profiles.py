@@ -1,8 +1,14 @@
 """Latency profiles: what one emulated call costs in time, drawn per request from a seeded RNG.
 
 A :class:`LatencyProfile` draws time to first token, output token count, inter-token time and a
-rare stall. Total latency = TTFT + stall + output_tokens x inter-token time; the stall is added
-before the first token and the token count is drawn independently of it.
+rare stall. Total latency = TTFT + stall + (thinking tokens + output tokens) x inter-token time;
+the stall is added before the first token and the token count is drawn independently of it.
+``thinking_tokens`` (default 0) are streamed first, from the TTFT on; the text follows them.
+
+Profiles by name or spec string (:func:`profile_set`): ``report``, ``fixed``, ``instant``,
+``haiku``, ``sonnet``, optionally with parameters after a colon, e.g.
+``fixed:ttft_ms=200,itl_ms=20,output_tokens=50``, ``instant:output_tokens=50`` or
+``haiku:thinking_tokens=8`` (see :data:`SPEC_PARAMETERS`).
 
 The ``haiku`` and ``sonnet`` profiles are fitted in code (:func:`fit_report_profiles`) to the
 report's published figures in ``data/reference/experiment1_*.csv``:
@@ -31,7 +37,7 @@ import functools
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lab.paths import REFERENCE_DIR
@@ -53,15 +59,17 @@ class Draw:
     itl_ms: float
     output_tokens: int
     stall_ms: float
+    thinking_tokens: int = 0
 
     @property
     def total_ms(self) -> float:
-        return self.ttft_ms + self.stall_ms + self.output_tokens * self.itl_ms
+        return self.ttft_ms + self.stall_ms + (self.thinking_tokens + self.output_tokens) * self.itl_ms
 
 
 @dataclass(frozen=True)
 class LatencyProfile:
-    """Latency distribution of one model; ``ttft_ms``/``itl_ms`` are medians scaled by one lognormal factor."""
+    """Latency distribution of one model; ``ttft_ms``/``itl_ms`` are medians scaled by one lognormal factor.
+    ``thinking_tokens`` are streamed before the text (a request can override the count)."""
 
     name: str
     ttft_ms: float
@@ -72,32 +80,41 @@ class LatencyProfile:
     stall_prob: float = 0.0
     stall_median_ms: float = 0.0
     stall_sigma: float = 0.0
+    thinking_tokens: int = 0
 
     @classmethod
-    def fixed(cls, ttft_ms: float = 200.0, itl_ms: float = 0.0, output_tokens: int = 20) -> LatencyProfile:
+    def fixed(
+        cls, ttft_ms: float = 200.0, itl_ms: float = 0.0, output_tokens: int = 20, thinking_tokens: int = 0
+    ) -> LatencyProfile:
         """Constant TTFT and inter-token time, fixed token count, no stalls."""
-        return cls("fixed", ttft_ms, itl_ms, output_tokens)
+        return cls("fixed", ttft_ms, itl_ms, output_tokens, thinking_tokens=thinking_tokens)
 
     @classmethod
-    def instant(cls, output_tokens: int = 20) -> LatencyProfile:
+    def instant(cls, output_tokens: int = 20, thinking_tokens: int = 0) -> LatencyProfile:
         """No delay at all: for measuring the emulator's own overhead."""
-        return cls("instant", 0.0, 0.0, output_tokens)
+        return cls("instant", 0.0, 0.0, output_tokens, thinking_tokens=thinking_tokens)
 
-    def draw(self, rng: random.Random, max_tokens: int | None = None) -> Draw:
-        """Draw one request; always consumes the same RNG values so later draws stay aligned."""
+    def draw(self, rng: random.Random, max_tokens: int | None = None, thinking_tokens: int | None = None) -> Draw:
+        """Draw one request; always consumes the same RNG values so later draws stay aligned.
+
+        ``thinking_tokens`` overrides the profile's count. Thinking and text share ``max_tokens``:
+        thinking gets at most ``max_tokens - 1`` of it, the text what thinking leaves."""
         factor = math.exp(self.sigma * rng.gauss(0.0, 1.0))
         tokens = max(1, round(rng.gauss(self.output_tokens, self.tokens_sd)))
         stalled = rng.random() < self.stall_prob
         size = self.stall_median_ms * math.exp(self.stall_sigma * rng.gauss(0.0, 1.0))
         stall = size if stalled else 0.0
+        thinking = self.thinking_tokens if thinking_tokens is None else thinking_tokens
         if max_tokens is not None:
-            tokens = min(tokens, max_tokens)
-        return Draw(self.ttft_ms * factor, self.itl_ms * factor, tokens, stall)
+            thinking = min(thinking, max(max_tokens - 1, 0))
+            tokens = min(tokens, max_tokens - thinking)
+        return Draw(self.ttft_ms * factor, self.itl_ms * factor, tokens, stall, thinking)
 
 
 def request_rng(seed: int, model: str, key: str) -> random.Random:
-    """The RNG for one request: a function of (seed, model, key) only."""
-    return random.Random(f"{seed}|{model}|{key}")
+    """The RNG for one request: a function of (seed, model, key) only (any string, even one with
+    lone surrogates from a JSON escape)."""
+    return random.Random(f"{seed}|{model}|{key}".encode("utf-8", "surrogatepass"))
 
 
 class ProfileSet:
@@ -121,28 +138,77 @@ class ProfileSet:
 PROFILE_NAMES = ("report", "fixed", "instant", "haiku", "sonnet")
 """Names :func:`profile_set` accepts: the ``report`` set, or one named profile for every model."""
 
+SPEC_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "fixed": ("ttft_ms", "itl_ms", "output_tokens", "thinking_tokens"),
+    "instant": ("output_tokens", "thinking_tokens"),
+    "haiku": ("thinking_tokens",),
+    "sonnet": ("thinking_tokens",),
+    "report": ("thinking_tokens",),
+}
+"""The parameters each name takes in a spec string ``NAME:param=value,...``."""
+_INTEGER_PARAMETERS = ("output_tokens", "thinking_tokens")
+MAX_TOKENS_PARAMETER = 100_000
+"""Upper bound of ``output_tokens`` and ``thinking_tokens`` in a spec (and of the thinking header)."""
+
+
+def _spec_help() -> str:
+    takes = "; ".join(f"{name} takes {', '.join(params)}" for name, params in SPEC_PARAMETERS.items())
+    return (f"expected {', '.join(PROFILE_NAMES[:-1])} or {PROFILE_NAMES[-1]}, optionally with parameters "
+            f"NAME:param=value,... ({takes}; e.g. fixed:ttft_ms=200,itl_ms=20,output_tokens=50)")
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, float]]:
+    """Split ``NAME`` or ``NAME:param=value,...`` into the name and its parameters; raises
+    ``ValueError`` (naming the valid names and parameters) when either is unknown or malformed."""
+    if not isinstance(spec, str):
+        raise ValueError(f"a latency profile must be a name or spec string, not {type(spec).__name__}; {_spec_help()}")
+    name, _, rest = spec.strip().partition(":")
+    name = name.strip()
+    if name not in SPEC_PARAMETERS:
+        raise ValueError(f"unknown latency profile {name!r}; {_spec_help()}")
+    params: dict[str, float] = {}
+    for pair in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, text = (part.strip() for part in pair.partition("="))
+        if not sep or key not in SPEC_PARAMETERS[name] or key in params:
+            problem = "repeated" if key in params else "not name=value" if not sep else "unknown"
+            raise ValueError(f"latency profile {spec!r}: parameter {pair!r} is {problem}; {_spec_help()}")
+        try:
+            value = int(text) if key in _INTEGER_PARAMETERS else float(text)
+        except ValueError:
+            value = -1
+        integer = key in _INTEGER_PARAMETERS
+        least, most = (1 if key == "output_tokens" else 0), (MAX_TOKENS_PARAMETER if integer else math.inf)
+        if not least <= value <= most or value == math.inf:
+            kind = f"a whole number from {least} to {most:,}" if integer else "a finite number of at least 0"
+            raise ValueError(f"latency profile {spec!r}: {key} must be {kind}, not {text!r}; {_spec_help()}")
+        params[key] = value
+    return name, params
+
 
 def get_profile(name: str) -> LatencyProfile:
-    """A named profile: ``fixed`` (200 ms, 20 tokens), ``instant`` (no delay), ``haiku``, ``sonnet``."""
-    if name == "fixed":
-        return LatencyProfile.fixed()
-    if name == "instant":
-        return LatencyProfile.instant()
-    if name in ("haiku", "sonnet"):
-        return report_profiles()[name]
-    raise KeyError(f"unknown latency profile {name!r}; expected one of {', '.join(PROFILE_NAMES)}")
+    """A named profile or spec: ``fixed`` (200 ms, 20 tokens), ``instant`` (no delay), ``haiku``,
+    ``sonnet``, with optional parameters (``fixed:ttft_ms=200,itl_ms=20,output_tokens=50``)."""
+    base, params = parse_spec(name)
+    if base == "report":
+        raise ValueError(f"'report' is a profile set (haiku and sonnet by model id), not one profile; {_spec_help()}")
+    if base == "fixed":
+        return LatencyProfile.fixed(**params)  # type: ignore[arg-type]
+    if base == "instant":
+        return LatencyProfile.instant(**params)  # type: ignore[arg-type]
+    return replace(report_profiles()[base], **params) if params else report_profiles()[base]
 
 
 def profile_set(spec: str | LatencyProfile | Mapping[str, LatencyProfile]) -> ProfileSet:
     """Resolve ``report`` (haiku or sonnet by model id substring, sonnet for other models), a
-    profile name or :class:`LatencyProfile` (every model), or a mapping {model substring or
-    ``"*"``: profile}."""
+    profile name or spec string, or :class:`LatencyProfile` (every model), or a mapping {model
+    substring or ``"*"``: profile}. Raises ``ValueError`` for an unknown name or parameter."""
     if isinstance(spec, LatencyProfile):
         return ProfileSet({"*": spec})
     if isinstance(spec, Mapping):
         return ProfileSet(spec)
-    if spec == "report":
-        fitted = report_profiles()
+    name, params = parse_spec(spec)
+    if name == "report":
+        fitted = {name: replace(p, **params) if params else p for name, p in report_profiles().items()}
         return ProfileSet({"haiku": fitted["haiku"], "sonnet": fitted["sonnet"], "*": fitted["sonnet"]})
     return ProfileSet({"*": get_profile(spec)})
 

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
+from statsmodels.duration.survfunc import SurvfuncRight
 
 from lab import config, llm, prices
 from lab.records import CallRecord
@@ -67,26 +68,45 @@ class Outcome:
         return len(self.attempts) - 1
 
     @property
-    def cost_usd(self) -> float:
-        """Sum of the known (or, for cancelled attempts, estimated) costs of every attempt."""
-        return sum(c for c in self.attempt_costs if c is not None)
+    def cost_usd(self) -> float | None:
+        """Sum of the known (or, for cancelled attempts, estimated) costs of every attempt; None when
+        one is unknown (an unpriced attempt never counts as free)."""
+        return prices.total_cost(list(self.attempt_costs))
 
 
 class RecentPercentile:
-    """A hedge delay: the ``q``-th percentile (numpy, linear) of the last ``window`` successful
-    primary latencies in seconds, or ``initial_s`` until one has been observed."""
+    """A hedge delay: the ``q``-th percentile of the primary's recent times (latency, or time to
+    first token), in seconds, over the last ``window`` requests; ``initial_s`` until one is seen.
+
+    A primary cancelled because the backup won, or one that failed, tells only that it had not
+    answered by then: it is *censored* at its elapsed time. Dropping those (learning only from
+    primaries that won) would bias the percentile low and hedge too often; the estimate is the
+    Kaplan-Meier quantile (``statsmodels.duration.survfunc.SurvfuncRight``), and when censoring
+    leaves it undefined, the largest time seen (a lower bound).
+    """
 
     def __init__(self, q: float = 95, window: int = 200, initial_s: float = 1.0) -> None:
+        if not 0 < q < 100:
+            raise ValueError(f"q must be a percentile between 0 and 100, not {q!r}")
         self.q, self.initial_s = q, initial_s
-        self.samples: deque[float] = deque(maxlen=window)
+        self.samples: deque[tuple[float, bool]] = deque(maxlen=window)
+        self._value: float | None = None
 
-    def observe(self, seconds: float) -> None:
-        self.samples.append(seconds)
+    def observe(self, seconds: float, *, censored: bool = False) -> None:
+        """Note one primary: it answered after ``seconds``, or (``censored``) had not answered by then."""
+        self.samples.append((seconds, not censored))
+        self._value = None
 
     def __call__(self) -> float:
         if not self.samples:
             return self.initial_s
-        return float(np.percentile(self.samples, self.q, method="linear"))
+        if self._value is None:
+            times, answered = (np.array(column, float) for column in zip(*self.samples))
+            value = np.nan
+            if answered.any():
+                value = SurvfuncRight(times, answered).quantile(self.q / 100)
+            self._value = float(times.max() if np.isnan(value) else value)
+        return self._value
 
 
 def estimate_cost(record: CallRecord, chunks: int, winner: CallRecord | None) -> float | None:
@@ -101,21 +121,20 @@ def estimate_cost(record: CallRecord, chunks: int, winner: CallRecord | None) ->
 
 
 class _Attempt:
-    """One streamed attempt, run as a task; ``first_text`` is set when text arrives."""
+    """One streamed attempt, run as a task; ``first_content`` is set when its first content arrives."""
 
     def __init__(self, prompt: str, route: Route, options: dict[str, Any]) -> None:
         self.route = route
         self.chunks = 0
-        self.first_text = asyncio.Event()
         self.stream = llm.astream(prompt, provider=route.provider, model=route.model,
                                   base_url=route.base_url, **options)
+        self.first_content = self.stream.first_content
         self.started_at, self._t0 = datetime.now(UTC), time.perf_counter()
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> CallRecord:
         async for _ in self.stream:
             self.chunks += 1
-            self.first_text.set()
         assert self.stream.record is not None
         return self.stream.record
 
@@ -169,7 +188,7 @@ async def _race(policy: str, prompt: str, routes: list[Route], options: dict[str
                 await _cancel([a for a in started if a.task in pending])
                 return _outcome(policy, started, winner, t0, end)
             primary_failed = started[0].task in done
-            stalled = not done and (on == "latency" or not started[0].first_text.is_set())
+            stalled = not done and (on == "latency" or not started[0].first_content.is_set())
             if backup_due and (primary_failed or stalled):
                 started.append(_Attempt(prompt, routes[len(started)], options))
                 pending.add(started[-1].task)
@@ -224,8 +243,9 @@ async def hedge(prompt: str, primary: Route, backup: Route, *, delay_s: float | 
     callable such as :class:`RecentPercentile`). The first *successful* answer wins; a failure
     never beats a later success. The loser is cancelled, its HTTP request closed, and recorded.
 
-    A ``delay_s`` with an ``observe`` method is fed the primary's latency (or TTFT when
-    ``on="ttft"``) in seconds after each successful primary attempt.
+    A ``delay_s`` with an ``observe`` method (:class:`RecentPercentile`) is fed the primary's
+    latency (or TTFT when ``on="ttft"``) in seconds after each request: observed when the
+    primary got there, censored at its elapsed time when it was cancelled or failed first.
     """
     if on not in ("latency", "ttft"):
         raise ValueError(f"on must be 'latency' or 'ttft', not {on!r}")
@@ -233,8 +253,10 @@ async def hedge(prompt: str, primary: Route, backup: Route, *, delay_s: float | 
     outcome = await _race("hedge", prompt, [primary, backup], _options(options), delay_s=delay, on=on)
     first = outcome.attempts[0]
     observe = getattr(delay_s, "observe", None)
-    if observe is not None and first.ok:
-        value = first.ttft_ms if on == "ttft" else first.latency_ms
-        if value is not None:
-            observe(value / 1e3)
+    if observe is not None:
+        reached = first.ttft_ms if on == "ttft" else (first.latency_ms if first.ok else None)
+        if reached is not None:
+            observe(reached / 1e3)
+        else:
+            observe(first.latency_ms / 1e3, censored=True)
     return outcome

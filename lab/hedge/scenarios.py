@@ -27,12 +27,12 @@ new session; the partial session's lines stay in the file and are not read.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import functools
 import math
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -40,9 +40,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from lab import collector, llm, openloop
 from lab.emulator import Emulator, FaultRule, LatencyProfile, report_profiles
 from lab.hedge import policies
 from lab.hedge.policies import Outcome, Route
+from lab.llm.transport import PLANNED
 from lab.records import CallRecord
 from lab.store import MissingRecord, Run
 from lab.variance import PROMPT
@@ -50,6 +52,8 @@ from lab.variance import PROMPT
 EXPERIMENT = "hedging"
 OUTCOMES = "outcomes.jsonl"
 POLICIES = ("primary", "backup", "fallback", "hedge", "hedge_ttft")
+NAMES = ("healthy", "heavy_tail", "outage", "rate_limited", "correlated", "slow_backup")
+"""The scenarios of :func:`scenarios`, in order (known without fitting the profiles)."""
 HISTORY = "history"
 HISTORY_SEED = 1_000  # added to the design's seed: the history arm's primary draws differ from every other arm's
 PRIMARY = ("anthropic", "claude-haiku-4-5")
@@ -140,6 +144,7 @@ def scenarios() -> dict[str, Scenario]:
         Scenario("slow_backup", "the heavy-tailed primary with a slower, larger backup model (gpt-5, timed as the "
                  "report's Sonnet fit, with its own tail)", heavy, fitted["sonnet"], backup_model="gpt-5"),
     ]
+    assert tuple(s.name for s in found) == NAMES
     return {s.name: s for s in found}
 
 
@@ -184,7 +189,8 @@ def _entry(run: Run, scenario: str, policy: str, session: str, request: int, pla
 
 
 async def _run_arm(run: Run, design: Design, scenario: Scenario, policy: str, delays: Delays | None,
-                   session: str, progress: bool) -> None:
+                   session: str, progress: bool) -> int:
+    """Send the arm's schedule; returns how many requests failed."""
     duration = design.duration_s
     primary_seed = design.seed + (HISTORY_SEED if policy == HISTORY else 0)
     with (Emulator(scenario.primary, seed=primary_seed, key_by="prompt",
@@ -194,24 +200,27 @@ async def _run_arm(run: Run, design: Design, scenario: Scenario, policy: str, de
         primary = Route(*PRIMARY, p.url_for(PRIMARY[0]))
         backup = Route(BACKUP[0], scenario.backup_model, b.url_for(BACKUP[0]))
         delay_ms = None if delays is None else (delays.ttft_ms if policy == "hedge_ttft" else delays.latency_ms)
-        bar = tqdm(total=design.n, desc=f"{scenario.name}/{policy}", unit="req", disable=not progress)
-        t0 = time.perf_counter() + 0.05
-        p.restart_clock(t0)
-        b.restart_clock(t0)
+        offsets = np.arange(design.n) / design.rate_per_s
+        failed = 0
 
         async def one(request: int) -> None:
-            planned = t0 + request / design.rate_per_s
-            await asyncio.sleep(max(0.0, planned - time.perf_counter()))
-            lateness_ms = (time.perf_counter() - planned) * 1e3
+            nonlocal failed
+            lateness_ms = (time.perf_counter_ns() - (PLANNED.get() or time.perf_counter_ns())) / 1e6
             outcome = await _policy(policy, design.prompt_for(request), primary, backup, delays, design.max_tokens)
-            run.append_line(_entry(run, scenario.name, policy, session, request, request / design.rate_per_s,
+            failed += not outcome.ok
+            run.append_line(_entry(run, scenario.name, policy, session, request, float(offsets[request]),
                                    lateness_ms, delay_ms, outcome), OUTCOMES)
             bar.update(1)
 
-        try:
-            await asyncio.gather(*(one(i) for i in range(design.n)))
-        finally:
-            bar.close()
+        async with llm.session():
+            for route in (primary, backup):
+                await llm.prepare(provider=route.provider, model=route.model, base_url=route.base_url)
+            start = time.perf_counter() + openloop.LEAD_S
+            p.restart_clock(start)
+            b.restart_clock(start)
+            with tqdm(total=design.n, desc=f"{scenario.name}/{policy}", unit="req", disable=not progress) as bar:
+                await openloop.drive(offsets, one, start=start)
+        return failed
 
 
 def _session_entry(design: Design, scenario: Scenario, policy: str, session: str,
@@ -225,32 +234,66 @@ def _session_entry(design: Design, scenario: Scenario, policy: str, session: str
             "delays_ms": None if delays is None else asdict(delays)}
 
 
-def collect(run: Run, design: Design, chosen: Sequence[Scenario] | None = None, *, progress: bool = True) -> int:
+@dataclass
+class _Arm:
+    """One scenario under one policy: the whole open-loop schedule, collected in one go."""
+
+    run: Run
+    design: Design
+    scenario: Scenario
+    policy: str
+    entry: dict[str, Any]
+    progress: bool
+
+    def done(self, run: Run) -> bool:
+        return (self.scenario.name, self.policy) in _complete_sessions(run, self.design)
+
+    def collect(self) -> str:
+        delays = Delays(**self.entry["delays_ms"]) if self.entry["delays_ms"] else None
+        failed = openloop.run(_run_arm(self.run, self.design, self.scenario, self.policy, delays,
+                                       self.entry["session"], self.progress))
+        return f"{failed} of {self.design.n} failed"
+
+
+def _arms(chosen: Sequence[Scenario]) -> list[tuple[Scenario, str]]:
+    """Every arm to collect, each history arm before the arms that take their delays from it."""
+    order: list[tuple[Scenario, str]] = []
+    for scenario in chosen:
+        source = scenarios()[scenario.delays_from] if scenario.delays_from else scenario
+        for arm in [(source, HISTORY), *((scenario, policy) for policy in scenario.arms)]:
+            if arm not in order:
+                order.append(arm)
+    return order
+
+
+def collect(run: Run, design: Design, chosen: Sequence[Scenario] | None = None, *, progress: bool = True,
+            wait: bool = False, command: str | None = None) -> int:
     """Run every arm of the scenarios (default: all of :func:`scenarios`) that the run does not hold
     complete. Returns the number of arms run. Provider failures are recorded as outcomes, never raised.
+    An interrupted arm runs again in full, as a new session.
     """
-    made = 0
+    names = [s.name for s in chosen or scenarios().values()]
+    command = command or collect_command(run, design, names)
+    sessions = []
+    for scenario, policy in _arms(list(chosen or scenarios().values())):
+        entry = _session_entry(design, scenario, policy, uuid.uuid4().hex[:12], None)
+        unit = _Arm(run, design, scenario, policy, entry, progress)
+        sessions.append(collector.Session(EXPERIMENT, asdict(design), entry, ("scenario", "policy"), [unit], command,
+                                          label=f"{scenario.name}/{policy}", unit_name="arm"))
 
-    def arm_of(scenario: Scenario, policy: str) -> None:
-        nonlocal made
-        if (scenario.name, policy) in _complete_sessions(run, design):
-            return
-        delays = None
-        if policy not in ("primary", "backup", HISTORY):
-            source = scenarios()[scenario.delays_from] if scenario.delays_from else scenario
-            arm_of(source, HISTORY)
-            delays = primary_delays(load(run, [source.name], complete=False), source.name)
-        session = uuid.uuid4().hex[:12]
-        entry = _session_entry(design, scenario, policy, session, delays)
-        run.begin_session(EXPERIMENT, asdict(design), entry, ("scenario", "policy"))
-        asyncio.run(_run_arm(run, design, scenario, policy, delays, session, progress))
-        run.end_session(entry, ("scenario", "policy"))
-        made += 1
+    @contextlib.contextmanager
+    def with_delays(session: collector.Session) -> Iterator[None]:
+        """A hedged arm's delays come from its history arm, collected by now (delays are never fitted
+        to the requests they are judged on)."""
+        arm = session.units[0]
+        if arm.policy not in ("primary", "backup", HISTORY):
+            source = arm.scenario.delays_from or arm.scenario.name
+            arm.entry["delays_ms"] = asdict(primary_delays(load(run, [source], complete=False), source))
+        yield
 
-    for scenario in chosen or scenarios().values():
-        for policy in scenario.arms:
-            arm_of(scenario, policy)
-    run.compact(OUTCOMES)  # about ten times smaller, so a run can be committed
+    made = collector.collect(run, sessions, command=command, wait=wait, progress=False, context=with_delays)
+    if made:
+        run.compact(OUTCOMES)  # about ten times smaller, so a run can be committed
     return made
 
 

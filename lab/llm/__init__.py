@@ -4,8 +4,9 @@
 >>> answer = llm.complete("Explain in 2-3 sentences why reliability matters.", max_tokens=256)
 >>> answer.text, answer.record.latency_ms
 
-The provider comes from ``provider=`` or ``LLM_PROVIDER``, the model from
-``model=`` or ``LLM_MODEL`` (defaults in :data:`lab.config.DEFAULT_MODELS`).
+The provider comes from ``provider=`` or ``LLM_PROVIDER``; the model from ``model=``, the
+provider's own variable (``ANTHROPIC_MODEL``, ``OPENAI_MODEL``, ``OPENAI_COMPATIBLE_MODEL``),
+then ``LLM_MODEL`` for the ``LLM_PROVIDER`` provider, then :data:`lab.config.DEFAULT_MODELS`.
 """
 
 from lab.config import ConfigurationError
@@ -19,11 +20,13 @@ from lab.llm.api import (
     complete,
     complete_json,
     drain,
+    prepare,
+    session,
     stream,
 )
 from lab.llm.retry import NO_RETRY, RetryPolicy
 
 __all__ = [
     "AsyncTextStream", "Completion", "ConfigurationError", "NO_RETRY", "RetryPolicy", "TextStream",
-    "acomplete", "acomplete_json", "astream", "complete", "complete_json", "drain", "stream",
+    "acomplete", "acomplete_json", "astream", "complete", "complete_json", "drain", "prepare", "session", "stream",
 ]

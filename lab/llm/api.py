@@ -1,28 +1,46 @@
 """One API for every provider: complete, stream and complete_json, with async twins.
 
-Every call is timed and returns its :class:`~lab.records.CallRecord`.
-Provider errors, timeouts, cut streams and invalid JSON become records with
-``status="error"``; they never raise. Only a set-up that cannot make a call
-at all raises :class:`~lab.config.ConfigurationError`.
+Every call is timed and returns its :class:`~lab.records.CallRecord`. Provider errors,
+timeouts, cut streams, replies in an unexpected shape and invalid JSON become records with
+``status="error"``; they never raise. Only a set-up that cannot make a call at all raises
+:class:`~lab.config.ConfigurationError`.
+
+What the clock holds (see :mod:`lab.llm.transport`): from the moment the first attempt's
+request is handed to the HTTP transport, with a client that already exists, to the arrival of
+the last byte of the final response. Client construction, request building, parsing, JSON
+validation and the caller's own work between chunks are outside it; so is consumer
+back-pressure, because a stream is read ahead of its consumer, on its own task, and each
+chunk's arrival is stamped when its bytes are read from the socket. ``timeout`` is a deadline
+for the whole call, retries included.
+
+The async functions use clients of the running event loop (closed when it shuts down, or at
+the end of ``async with lab.llm.session():``); the sync ones run on the lab's background loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from queue import SimpleQueue
 from typing import Any
 
 from lab import config, prices
-from lab.llm import schemas
-from lab.llm.providers import ADAPTERS, CutStream, Failure, Reply, Request, aiterate, classify, iterate, stream_headers
+from lab.llm import clients, schemas
+from lab.llm.providers import ADAPTERS, NOTHING, CutStream, Failure, Reply, Request, classify, events, stream_headers
 from lab.llm.retry import NO_RETRY, RetryPolicy
-from lab.records import CallRecord, Kind
+from lab.llm.transport import ATTEMPT, PLANNED, Clock
+from lab.records import AttemptError, CallRecord, Kind, stream_timing
+from lab.redact import clean_url
 
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_TIMEOUT_S = 120.0
+
+_CANCELLED = Failure("cancelled", None, "the caller stopped reading the stream")
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -38,111 +56,195 @@ class Completion:
         return self.record.ok
 
 
+class _Attempt:
+    """What one attempt has seen: its transport clock, the reply so far and its content chunks."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.reply = Reply()
+        self.offsets_ns: list[int] = []
+        self.first_text_ns: int | None = None
+        self.parts: list[str] = []
+
+
 class _Call:
-    """One logical call: settings, timing from just before the first attempt, and its record."""
+    """One logical call: settings, attempts (with the lab's retries), and its final record."""
 
     def __init__(self, kind: Kind, request: Request, provider: str | None, model: str | None,
-                 base_url: str | None, retry: RetryPolicy) -> None:
+                 base_url: str | None, timeout: float, retry: RetryPolicy) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.settings = config.resolve(provider, model, base_url)
         self.adapter = ADAPTERS[self.settings.provider]
-        self.params = self.adapter.params(self.settings.model, request)
-        self.kind, self.retry = kind, retry
+        self.params = self.adapter.params(self.settings.model, request, timeout)
+        self.kind, self.timeout, self.retry = kind, timeout, retry
+        self.attempt = _Attempt()
+        self.attempts = 0
+        self.errors: list[AttemptError] = []
+        self.record: CallRecord | None = None
+        self.settled = threading.Event()
+        self._t0_ns: int | None = None
+        self._started_at: datetime | None = None
 
-    def start(self) -> None:
-        """Start the clock, just before the first attempt."""
-        self.started_at = datetime.now(UTC)
-        self._t0 = time.perf_counter_ns()
+    # -- running ------------------------------------------------------------------------------
 
-    def elapsed_ms(self) -> float:
-        return (time.perf_counter_ns() - self._t0) / 1e6
-
-    def record(self, reply: Reply, failure: Failure | None, attempts: int, ttft_ms: float | None = None) -> CallRecord:
-        latency_ms = self.elapsed_ms()
+    async def client(self) -> Any:
+        """This loop's (or session's) SDK client for the call's provider, endpoint and key."""
         s = self.settings
+        return (await clients.pool()).get((s.provider, s.endpoint, s.api_key), lambda: self.adapter.client(s))
+
+    async def run(self, deliver: Callable[[str], Any] | None = None,
+                  on_content: Callable[[], Any] | None = None) -> CallRecord:
+        """Make the call (streamed when ``deliver`` is given: each visible text chunk goes to it,
+        ``on_content`` is called at the first content chunk); returns the final record."""
+        client = await self.client()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        self._started_at, fallback_ns = datetime.now(UTC), time.perf_counter_ns()
+        try:
+            while True:
+                self.attempts += 1
+                self.attempt = attempt = _Attempt()
+                failure = None
+                token = ATTEMPT.set(attempt.clock)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        if deliver is None:
+                            sent = await self.adapter.create(client, self.params)
+                        else:
+                            await self._read_stream(client, deliver, on_content)
+                except Exception as exc:  # classify() re-raises anything that is not a provider failure
+                    failure = classify(exc)
+                finally:
+                    ATTEMPT.reset(token)
+                    if self._t0_ns is None:  # the call's clock starts with its first attempt's request
+                        self._t0_ns = attempt.clock.sent_ns or fallback_ns
+                        self._started_at = attempt.clock.started_at or self._started_at
+                end_ns = attempt.clock.done_ns if failure is None else time.perf_counter_ns()
+                if failure is None and deliver is None:
+                    try:  # parsing the reply is outside the clock
+                        attempt.reply = await self.adapter.reply(sent)
+                    except Exception as exc:
+                        failure = classify(exc)
+                delay = self._retry_delay(failure, deadline - loop.time())
+                if delay is None:
+                    return self._settle(failure, end_ns)
+                self.errors.append(AttemptError(failure.error_type, failure.http_status,  # type: ignore[union-attr]
+                                                round((end_ns - (attempt.clock.sent_ns or end_ns)) / 1e6, 2)))
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            self._settle(_CANCELLED, time.perf_counter_ns())
+            raise
+
+    async def _read_stream(self, client: Any, deliver: Callable[[str], Any],
+                           on_content: Callable[[], Any] | None) -> None:
+        attempt = self.attempt
+        sdk_stream = await self.adapter.open_stream(client, self.params)
+        attempt.reply = stream_headers(sdk_stream)
+        async for event in events(sdk_stream):
+            piece = self.adapter.read_event(event, attempt.reply)
+            if piece is NOTHING:
+                continue
+            at = attempt.clock.last_byte_ns or time.perf_counter_ns()
+            if not attempt.offsets_ns and on_content is not None:
+                on_content()
+            attempt.offsets_ns.append(at)
+            if piece.text:
+                if attempt.first_text_ns is None:
+                    attempt.first_text_ns = at
+                attempt.parts.append(piece.text)
+                deliver(piece.text)
+        if not attempt.reply.finished:
+            raise CutStream("the stream ended before its final event")
+
+    def _retry_delay(self, failure: Failure | None, remaining_s: float) -> float | None:
+        """Seconds to wait before the next attempt, or None to stop. A stream is retried only
+        while no text has reached the caller, and no retry starts past the deadline."""
+        if failure is None or self.attempt.parts or not self.retry.should_retry(self.attempts, failure.error_type):
+            return None
+        delay = self.retry.delay_s(self.attempts, failure.retry_after_s)
+        return delay if delay < remaining_s else None
+
+    # -- the record -----------------------------------------------------------------------------
+
+    def _settle(self, failure: Failure | None, end_ns: int | None) -> CallRecord:
+        """Build the final record once (later calls return it unchanged)."""
+        if self.record is None:
+            self.record = self._build(failure, end_ns or time.perf_counter_ns())
+            self.settled.set()
+        return self.record
+
+    def _build(self, failure: Failure | None, end_ns: int) -> CallRecord:
+        s, attempt, reply = self.settings, self.attempt, self.attempt.reply
+        t0 = self._t0_ns or attempt.clock.sent_ns or end_ns
+        started_at = self._started_at or datetime.now(UTC)
+        planned = PLANNED.get()
+        lag = None if planned is None else round((t0 - planned) / 1e6, 2)
+        ms = lambda ns: None if ns is None else round((ns - t0) / 1e6, 2)  # noqa: E731  (to 10 microseconds)
+        latency = ms(end_ns)
+        offsets = tuple(ms(ns) for ns in attempt.offsets_ns)
+        streamed = self.kind == "stream"
+        text = "".join(attempt.parts) if streamed else reply.text
+        output_tokens = reply.output_tokens
+        tpot, gap = stream_timing(latency, offsets, output_tokens) if streamed else (None, None)
+        # A call cut short is priced from what is known: its input, and its chunks as a lower bound of its output.
+        billed_output = output_tokens if output_tokens is not None else (len(offsets) if streamed else None)
         return CallRecord(
-            provider=s.provider, model=s.model, endpoint=s.endpoint, kind=self.kind,
-            started_at=self.started_at, latency_ms=latency_ms, ttft_ms=ttft_ms,
+            provider=s.provider, model=s.model, endpoint=clean_url(s.endpoint), kind=self.kind,
+            started_at=started_at, latency_ms=latency,
+            scheduled_at=None if lag is None else started_at - timedelta(milliseconds=lag), send_lag_ms=lag,
             status="ok" if failure is None else "error",
-            input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
-            cost_usd=prices.cost_usd(s.provider, s.model, reply.input_tokens, reply.output_tokens),
+            ttft_ms=offsets[0] if offsets else None, first_text_ms=ms(attempt.first_text_ns),
+            chunk_offsets_ms=offsets if streamed else None, tpot_ms=tpot, max_gap_ms=gap,
+            connect_ms=round(attempt.clock.connect_ns / 1e6, 2) if attempt.clock.sent_ns else None,
+            input_tokens=reply.input_tokens, output_tokens=output_tokens,
+            cache_read_tokens=reply.cache_read_tokens, cache_write_tokens=reply.cache_write_tokens,
+            cost_usd=prices.cost_usd(s.provider, s.model, reply.input_tokens, billed_output,
+                                     reply.cache_read_tokens, reply.cache_write_tokens),
             error_type=failure.error_type if failure else None,
             http_status=failure.http_status if failure else 200,
             error_message=failure.message if failure else None,
-            attempts=attempts, text=reply.text, stop_reason=reply.stop_reason,
-            request_id=reply.request_id or (failure.request_id if failure else None),
+            attempts=max(self.attempts, 1), attempt_errors=tuple(self.errors), text=text,
+            stop_reason=reply.stop_reason, request_id=reply.request_id or (failure.request_id if failure else None),
             synthetic=reply.synthetic or bool(failure and failure.synthetic),
         )
 
-    def retry_delay(self, attempt: int, failure: Failure | None) -> float | None:
-        """Seconds to wait before the next attempt, or None to stop."""
-        if failure is None or not self.retry.should_retry(attempt, failure.error_type):
-            return None
-        return self.retry.delay_s(attempt, failure.retry_after_s)
+
+def _request(prompt: str, max_tokens: int, system: str | None, schema: schemas.Schema | None = None) -> Request:
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be a whole number of at least 1, not {max_tokens!r}")
+    return Request(prompt, max_tokens, system, schemas.json_schema(schema) if schema is not None else None)
 
 
-def _request(prompt: str, max_tokens: int, system: str | None, timeout: float,
-             schema: schemas.Schema | None = None) -> Request:
-    return Request(prompt, max_tokens, system, schemas.json_schema(schema) if schema is not None else None, timeout)
-
-
-def _finish(call: _Call, reply: Reply, failure: Failure | None, attempts: int,
-            schema: schemas.Schema | None) -> Completion:
+def _completion(record: CallRecord, schema: schemas.Schema | None) -> Completion:
+    """The call's answer; for JSON calls the answer is validated here, outside the clock."""
     data = None
-    if failure is None and schema is not None:
+    if record.ok and schema is not None:
         try:
-            data = schemas.parse(reply.text, schema)
+            data = schemas.parse(record.text, schema)
         except schemas.InvalidJSON as exc:
-            failure = Failure(exc.error_type, 200, str(exc))
-    record = call.record(reply, failure, attempts)
-    return Completion(record.text if failure is None else "", record, data)
+            record = _with_failure(record, exc.error_type, str(exc))
+    return Completion(record.text if record.ok else "", record, data)
 
 
-def _complete(call: _Call, schema: schemas.Schema | None) -> Completion:
-    call.start()
-    attempt = 0
-    while True:
-        attempt += 1
-        reply, failure = Reply(), None
-        try:
-            reply = call.adapter.create(call.settings, call.params)
-        except Exception as exc:  # classify() re-raises anything that is not a provider failure
-            failure = classify(exc)
-        delay = call.retry_delay(attempt, failure)
-        if delay is None:
-            return _finish(call, reply, failure, attempt, schema)
-        time.sleep(delay)
-
-
-async def _acomplete(call: _Call, schema: schemas.Schema | None) -> Completion:
-    call.start()
-    attempt = 0
-    while True:
-        attempt += 1
-        reply, failure = Reply(), None
-        try:
-            reply = await call.adapter.acreate(call.settings, call.params)
-        except Exception as exc:
-            failure = classify(exc)
-        delay = call.retry_delay(attempt, failure)
-        if delay is None:
-            return _finish(call, reply, failure, attempt, schema)
-        await asyncio.sleep(delay)
+def _with_failure(record: CallRecord, error_type: str, message: str) -> CallRecord:
+    return replace(record, status="error", error_type=error_type, error_message=message[:500])
 
 
 def complete(prompt: str, *, max_tokens: int = DEFAULT_MAX_TOKENS, system: str | None = None,
              provider: str | None = None, model: str | None = None, base_url: str | None = None,
              timeout: float = DEFAULT_TIMEOUT_S, retry: RetryPolicy = NO_RETRY) -> Completion:
-    """One non-streamed completion; latency runs to the complete response."""
-    request = _request(prompt, max_tokens, system, timeout)
-    return _complete(_Call("complete", request, provider, model, base_url, retry), None)
+    """One non-streamed completion; latency runs to the last byte of the response."""
+    call = _Call("complete", _request(prompt, max_tokens, system), provider, model, base_url, timeout, retry)
+    return _completion(clients.background.run(call.run()), None)
 
 
 async def acomplete(prompt: str, *, max_tokens: int = DEFAULT_MAX_TOKENS, system: str | None = None,
                     provider: str | None = None, model: str | None = None, base_url: str | None = None,
                     timeout: float = DEFAULT_TIMEOUT_S, retry: RetryPolicy = NO_RETRY) -> Completion:
     """Async twin of :func:`complete`."""
-    request = _request(prompt, max_tokens, system, timeout)
-    return await _acomplete(_Call("complete", request, provider, model, base_url, retry), None)
+    call = _Call("complete", _request(prompt, max_tokens, system), provider, model, base_url, timeout, retry)
+    return _completion(await call.run(), None)
 
 
 def complete_json(prompt: str, schema: schemas.Schema, *, max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -155,8 +257,8 @@ def complete_json(prompt: str, schema: schemas.Schema, *, max_tokens: int = DEFA
     validated dict or model instance. Invalid JSON or a schema mismatch gives an
     error record (``invalid_json`` or ``schema_mismatch``) with the raw answer kept.
     """
-    request = _request(prompt, max_tokens, system, timeout, schema)
-    return _complete(_Call("json", request, provider, model, base_url, retry), schema)
+    call = _Call("json", _request(prompt, max_tokens, system, schema), provider, model, base_url, timeout, retry)
+    return _completion(clients.background.run(call.run()), schema)
 
 
 async def acomplete_json(prompt: str, schema: schemas.Schema, *, max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -164,136 +266,147 @@ async def acomplete_json(prompt: str, schema: schemas.Schema, *, max_tokens: int
                          base_url: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
                          retry: RetryPolicy = NO_RETRY) -> Completion:
     """Async twin of :func:`complete_json`."""
-    request = _request(prompt, max_tokens, system, timeout, schema)
-    return await _acomplete(_Call("json", request, provider, model, base_url, retry), schema)
+    call = _Call("json", _request(prompt, max_tokens, system, schema), provider, model, base_url, timeout, retry)
+    return _completion(await call.run(), schema)
 
 
-class _StreamState:
-    """What one stream attempt has seen so far."""
-
-    def __init__(self, call: _Call) -> None:
-        self.call = call
-        self.reply = Reply()
-        self.parts: list[str] = []
-        self.ttft_ms: float | None = None
-
-    def text_of(self, event: Any) -> str:
-        text = self.call.adapter.read_event(event, self.reply)
-        if text:
-            if self.ttft_ms is None:
-                self.ttft_ms = self.call.elapsed_ms()
-            self.parts.append(text)
-        return text
-
-    def end(self) -> None:
-        if not self.reply.finished:
-            raise CutStream("the stream ended before its final event")
-
-    def record(self, failure: Failure | None, attempts: int) -> CallRecord:
-        self.reply.text = "".join(self.parts)
-        return self.call.record(self.reply, failure, attempts, self.ttft_ms)
-
-
-_CANCELLED = Failure("cancelled", None, "the caller stopped reading the stream")
+_READ_TWICE = ("this stream has already been read; its text is in .text and its record in .record "
+               "(call lab.llm.stream again for a new request)")
 
 
 class _Stream:
-    """What the sync and async streams share: the call, its record, and when to retry."""
+    """What the sync and async streams share: the call and its record."""
 
     def __init__(self, call: _Call) -> None:
         self._call = call
-        self.record: CallRecord | None = None
+        self._started = False
+
+    def _start(self) -> None:
+        if self._started:
+            raise RuntimeError(_READ_TWICE)
+        self._started = True
 
     @property
     def text(self) -> str:
-        return self.record.text if self.record else ""
+        record = self.record
+        return record.text if record else ""
 
-    def _settle(self, state: _StreamState, failure: Failure | None, attempt: int) -> float | None:
-        """After an attempt: seconds to wait before retrying, or None once the record is final.
-
-        A stream is retried only while no text has reached the caller."""
-        delay = None if state.ttft_ms is not None else self._call.retry_delay(attempt, failure)
-        if delay is None:
-            self.record = state.record(failure, attempt)
-        return delay
+    @property
+    def record(self) -> CallRecord | None:
+        return self._call.record
 
 
 class TextStream(_Stream):
     """Text chunks as they arrive; ``.record`` is set once the stream has ended.
 
-    Stopping early records the call as ``cancelled`` and closes the HTTP request.
+    The stream is read ahead on the lab's background loop, so the consumer's own work does not
+    delay the timing. Stopping early (``break``) records the call as ``cancelled`` and closes
+    the HTTP request. A stream can be iterated once.
     """
 
     def __iter__(self) -> Iterator[str]:
-        self._call.start()
-        attempt = 0
-        while True:
-            attempt += 1
-            state, failure = _StreamState(self._call), None
-            try:
-                sdk_stream = self._call.adapter.open_stream(self._call.settings, self._call.params)
-                state.reply = stream_headers(sdk_stream)
-                for event in iterate(sdk_stream):
-                    if text := state.text_of(event):
-                        yield text
-                state.end()
-            except GeneratorExit:
-                self.record = state.record(_CANCELLED, attempt)
-                raise
-            except Exception as exc:  # classify() re-raises anything that is not a provider failure
-                failure = classify(exc)
-            if (delay := self._settle(state, failure, attempt)) is None:
-                return
-            time.sleep(delay)
+        self._start()
+        chunks: SimpleQueue[Any] = SimpleQueue()
+        future = clients.background.submit(self._call.run(deliver=chunks.put))
+        future.add_done_callback(lambda _: chunks.put(_END))
+        try:
+            while (chunk := chunks.get()) is not _END:
+                yield chunk
+        except GeneratorExit:
+            future.cancel()
+            self._call.settled.wait(timeout=10)
+            raise
+        future.result()
 
 
 class AsyncTextStream(_Stream):
-    """Async twin of :class:`TextStream`; task cancellation closes the HTTP request."""
+    """Async twin of :class:`TextStream`: ``async for chunk in astream(...)``, read ahead on a task.
 
-    async def __aiter__(self) -> AsyncIterator[str]:
-        self._call.start()
-        attempt = 0
-        while True:
-            attempt += 1
-            state, failure = _StreamState(self._call), None
-            try:
-                sdk_stream = await self._call.adapter.aopen_stream(self._call.settings, self._call.params)
-                state.reply = stream_headers(sdk_stream)
-                async for event in aiterate(sdk_stream):
-                    if text := state.text_of(event):
-                        yield text
-                state.end()
-            except (GeneratorExit, asyncio.CancelledError):
-                self.record = state.record(_CANCELLED, attempt)
-                raise
-            except Exception as exc:
-                failure = classify(exc)
-            if (delay := self._settle(state, failure, attempt)) is None:
-                return
-            await asyncio.sleep(delay)
+    Leave early with ``async with astream(...) as chunks:`` (or ``await chunks.aclose()``);
+    reading ``.record`` before the stream has ended also stops it. Either way the call is
+    recorded as ``cancelled`` and its HTTP request closed. Cancelling the task that reads it
+    does the same. ``first_content`` is set when the first content chunk arrives.
+    """
+
+    def __init__(self, call: _Call) -> None:
+        super().__init__(call)
+        self.first_content = asyncio.Event()
+        self._chunks: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[CallRecord] | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        self._start()
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> CallRecord:
+        try:
+            return await self._call.run(deliver=self._chunks.put_nowait, on_content=self.first_content.set)
+        finally:
+            self._chunks.put_nowait(_END)
+
+    async def __anext__(self) -> str:
+        try:
+            chunk = await self._chunks.get()
+        except asyncio.CancelledError:
+            self._stop()
+            raise
+        if chunk is _END:
+            raise StopAsyncIteration
+        return chunk
+
+    def _stop(self) -> None:
+        """Stop reading now: the record says cancelled, and the task closes the HTTP request."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            self._call._settle(_CANCELLED, time.perf_counter_ns())
+
+    @property
+    def record(self) -> CallRecord | None:
+        self._stop()
+        return self._call.record
+
+    async def aclose(self) -> None:
+        """Stop the stream (if still running) and wait until its HTTP request is closed."""
+        self._stop()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def __aenter__(self) -> AsyncTextStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def stream(prompt: str, *, max_tokens: int = DEFAULT_MAX_TOKENS, system: str | None = None,
            provider: str | None = None, model: str | None = None, base_url: str | None = None,
            timeout: float = DEFAULT_TIMEOUT_S, retry: RetryPolicy = NO_RETRY) -> TextStream:
     """Stream a completion: iterate for text chunks, then read ``.record``."""
-    request = _request(prompt, max_tokens, system, timeout)
-    return TextStream(_Call("stream", request, provider, model, base_url, retry))
+    return TextStream(_Call("stream", _request(prompt, max_tokens, system), provider, model, base_url, timeout, retry))
 
 
 def astream(prompt: str, *, max_tokens: int = DEFAULT_MAX_TOKENS, system: str | None = None,
             provider: str | None = None, model: str | None = None, base_url: str | None = None,
             timeout: float = DEFAULT_TIMEOUT_S, retry: RetryPolicy = NO_RETRY) -> AsyncTextStream:
     """Async twin of :func:`stream`: ``async for chunk in astream(...)``."""
-    request = _request(prompt, max_tokens, system, timeout)
-    return AsyncTextStream(_Call("stream", request, provider, model, base_url, retry))
+    return AsyncTextStream(_Call("stream", _request(prompt, max_tokens, system), provider, model, base_url, timeout,
+                                 retry))
+
+
+async def prepare(*, provider: str | None = None, model: str | None = None, base_url: str | None = None) -> None:
+    """Build the running loop's SDK client for a provider and endpoint now, without sending anything,
+    so that the first call of an open-loop schedule does not spend its time building it."""
+    await _Call("complete", _request("", 1, None), provider, model, base_url, DEFAULT_TIMEOUT_S, NO_RETRY).client()
 
 
 def drain(chunks: TextStream) -> Completion:
     """Read a stream to its end and return it as a :class:`Completion`."""
     for _ in chunks:
         pass
-    assert chunks.record is not None
-    return Completion(chunks.text if chunks.record.ok else "", chunks.record)
+    record = chunks.record
+    assert record is not None
+    return Completion(record.text if record.ok else "", record)
 
 
+session = clients.session

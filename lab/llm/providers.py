@@ -1,16 +1,17 @@
 """Provider adapters: the only module that imports a provider SDK.
 
-Each adapter turns a :class:`Request` into SDK arguments, makes the call with
-the SDK's retries off, and reads replies and stream events into plain values,
-so nothing outside this module sees an SDK type.
+Each adapter turns a :class:`Request` into SDK arguments, makes the call with the SDK's
+retries off through the lab's timed transport (:mod:`lab.llm.transport`), and reads replies
+and stream events into plain values, so nothing outside this module sees an SDK type. A reply
+or event in a shape the adapter cannot read raises :class:`InvalidResponse`, which becomes an
+``invalid_response`` record, never a crash.
 """
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import json
-import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ import httpx2
 import openai
 
 from lab.config import ProviderSettings
+from lab.llm.transport import TimedTransport
+from lab.redact import redact
 
 SYNTHETIC_HEADER = "x-lab-synthetic"
 
@@ -31,6 +34,7 @@ _BODY_KINDS = {
     "api_error": "server_error",
     "server_error": "server_error",
 }
+_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,6 @@ class Request:
     max_tokens: int
     system: str | None = None
     schema: dict[str, Any] | None = None  # JSON schema for native structured output
-    timeout: float = 120.0
 
 
 @dataclass
@@ -51,10 +54,23 @@ class Reply:
     text: str = ""
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
     stop_reason: str | None = None
     request_id: str | None = None
     synthetic: bool = False
     finished: bool = False  # a stream saw its terminal event
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What one stream event carries: generated ``content`` (text, thinking, tool input) and visible ``text``."""
+
+    content: bool = False
+    text: str = ""
+
+
+NOTHING = Piece()
 
 
 @dataclass(frozen=True)
@@ -73,8 +89,12 @@ class CutStream(Exception):
     """A stream ended before its terminal event."""
 
 
+class InvalidResponse(Exception):
+    """A reply or stream event in a shape the adapter cannot read."""
+
+
 def classify(exc: BaseException) -> Failure:
-    """Map an SDK or transport exception to the record's error fields."""
+    """Map an SDK or transport exception to the record's error fields (messages scrubbed of secrets)."""
     if isinstance(exc, anthropic.APIStatusError | openai.APIStatusError):
         status = exc.status_code
         body_kind = _body_kind(exc.body)
@@ -92,12 +112,13 @@ def classify(exc: BaseException) -> Failure:
             kind = "client_error"
         info = _headers_info(Reply(), exc.response.headers)
         return Failure(kind, status, _message(exc), _retry_after(exc.response), info.request_id, info.synthetic)
-    if isinstance(exc, anthropic.APITimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
-        return Failure("timeout", None, "no response within the timeout")
+    if isinstance(exc, TimeoutError | anthropic.APITimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
+        return Failure("timeout", None, "no complete response within the timeout")
     if isinstance(exc, CutStream | httpx2.RemoteProtocolError | httpx2.ReadError):
         return Failure("cut_stream", None, _message(exc))
-    if isinstance(exc, anthropic.APIResponseValidationError | openai.APIResponseValidationError | json.JSONDecodeError):
-        return Failure("invalid_response", None, _message(exc))
+    if isinstance(exc, InvalidResponse | anthropic.APIResponseValidationError | openai.APIResponseValidationError
+                  | json.JSONDecodeError | httpx2.DecodingError):
+        return Failure("invalid_response", 200, _message(exc))
     if isinstance(exc, anthropic.APIConnectionError | openai.APIConnectionError | httpx2.TransportError):
         cause = exc.__cause__
         if isinstance(cause, httpx2.RemoteProtocolError):
@@ -114,13 +135,13 @@ def _body_kind(body: object) -> str | None:
     if not isinstance(error, dict):
         return None
     for name in (error.get("code"), error.get("type")):
-        if name in _BODY_KINDS:
+        if isinstance(name, str) and name in _BODY_KINDS:
             return _BODY_KINDS[name]
     return None
 
 
 def _message(exc: BaseException) -> str:
-    return (getattr(exc, "message", None) or str(exc) or type(exc).__name__)[:500]
+    return redact((getattr(exc, "message", None) or str(exc) or type(exc).__name__)[:500]) or ""
 
 
 def _retry_after(response: httpx2.Response) -> float | None:
@@ -137,41 +158,42 @@ def _headers_info(reply: Reply, headers: Any) -> Reply:
     return reply
 
 
-class _Clients:
-    """One SDK client per endpoint and key (async ones also per event loop), reused."""
+def _count(value: Any) -> int | None:
+    """A token count from a usage object, or None when absent or not a count."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-    def __init__(self, sync_cls: type, async_cls: type) -> None:
-        self._sync_cls, self._async_cls = sync_cls, async_cls
-        self._sync: dict[tuple[str, str], Any] = {}
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Any]] = (
-            weakref.WeakKeyDictionary()
-        )
 
-    def sync(self, settings: ProviderSettings) -> Any:
-        key = (settings.endpoint, settings.api_key)
-        if key not in self._sync:
-            self._sync[key] = self._sync_cls(api_key=settings.api_key, base_url=settings.endpoint, max_retries=0)
-        return self._sync[key]
+def _shape(what: str, exc: Exception) -> InvalidResponse:
+    return InvalidResponse(f"the {what} is not in the expected shape ({type(exc).__name__}: {exc})"[:300])
 
-    def for_loop(self, settings: ProviderSettings) -> Any:
-        clients = self._async.setdefault(asyncio.get_running_loop(), {})
-        key = (settings.endpoint, settings.api_key)
-        if key not in clients:
-            clients[key] = self._async_cls(api_key=settings.api_key, base_url=settings.endpoint, max_retries=0)
-        return clients[key]
+
+async def _parsed(raw: Any) -> Any:
+    """The SDK's model of a raw response (its ``parse`` is a coroutine in some SDK versions)."""
+    parsed = raw.parse()
+    return await parsed if inspect.isawaitable(parsed) else parsed
+
+
+def _http_client(factory: type) -> Any:
+    """The SDK's own default HTTP client, sending through the lab's timed transport."""
+    return factory(transport=TimedTransport(httpx2.AsyncHTTPTransport(limits=_LIMITS)))
 
 
 class AnthropicAdapter:
     """Anthropic Messages API."""
 
-    clients = _Clients(anthropic.Anthropic, anthropic.AsyncAnthropic)
+    api = "anthropic"
 
-    def params(self, model: str, request: Request) -> dict[str, Any]:
+    @staticmethod
+    def client(settings: ProviderSettings) -> Any:
+        return anthropic.AsyncAnthropic(api_key=settings.api_key, base_url=settings.endpoint, max_retries=0,
+                                        http_client=_http_client(anthropic.DefaultAsyncHttpxClient))
+
+    def params(self, model: str, request: Request, timeout_s: float) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": model,
             "max_tokens": request.max_tokens,
             "messages": [{"role": "user", "content": request.prompt}],
-            "timeout": request.timeout,
+            "timeout": timeout_s,
         }
         if request.system is not None:
             params["system"] = request.system
@@ -180,51 +202,74 @@ class AnthropicAdapter:
         return params
 
     @staticmethod
-    def _reply(message: Any, headers: Any) -> Reply:
-        text = "".join(block.text for block in message.content if block.type == "text")
-        usage = message.usage
-        reply = Reply(text, usage.input_tokens, usage.output_tokens, message.stop_reason, finished=True)
+    def _input_usage(usage: Any, reply: Reply) -> None:
+        """Anthropic's ``input_tokens`` exclude cache reads and writes; the record's input counts them all."""
+        plain = _count(getattr(usage, "input_tokens", None))
+        reads = _count(getattr(usage, "cache_read_input_tokens", None))
+        writes = _count(getattr(usage, "cache_creation_input_tokens", None))
+        if plain is not None:
+            reply.input_tokens = plain + (reads or 0) + (writes or 0)
+            reply.cache_read_tokens, reply.cache_write_tokens = reads, writes
+
+    async def create(self, client: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        """Send a request and read its body; returns what :meth:`reply` parses (outside the clock)."""
+        raw = await client.messages.with_raw_response.create(**params)
+        return raw, raw.headers
+
+    async def reply(self, sent: tuple[Any, Any]) -> Reply:
+        raw, headers = sent
+        try:
+            message = await _parsed(raw)
+            texts = [block.text for block in message.content if block.type == "text"]
+            if not all(isinstance(t, str) for t in texts):
+                raise TypeError("a text block without text")
+            reply = Reply("".join(texts), output_tokens=_count(message.usage.output_tokens),
+                          stop_reason=message.stop_reason, finished=True)
+            self._input_usage(message.usage, reply)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            raise _shape("reply", exc) from None
         return _headers_info(reply, headers)
 
-    def create(self, settings: ProviderSettings, params: dict[str, Any]) -> Reply:
-        raw = self.clients.sync(settings).messages.with_raw_response.create(**params)
-        return self._reply(raw.parse(), raw.headers)
+    async def open_stream(self, client: Any, params: dict[str, Any]) -> Any:
+        return await client.messages.create(stream=True, **params)
 
-    async def acreate(self, settings: ProviderSettings, params: dict[str, Any]) -> Reply:
-        raw = await self.clients.for_loop(settings).messages.with_raw_response.create(**params)
-        return self._reply(await raw.parse(), raw.headers)
-
-    def open_stream(self, settings: ProviderSettings, params: dict[str, Any]) -> Any:
-        return self.clients.sync(settings).messages.create(stream=True, **params)
-
-    async def aopen_stream(self, settings: ProviderSettings, params: dict[str, Any]) -> Any:
-        return await self.clients.for_loop(settings).messages.create(stream=True, **params)
-
-    @staticmethod
-    def read_event(event: Any, reply: Reply) -> str:
-        """Fold one stream event into ``reply``; return the text it carries."""
-        if event.type == "content_block_delta" and event.delta.type == "text_delta":
-            return event.delta.text
-        if event.type == "message_start":
-            reply.input_tokens = event.message.usage.input_tokens
-        elif event.type == "message_delta":
-            reply.stop_reason = event.delta.stop_reason
-            reply.output_tokens = event.usage.output_tokens
-        elif event.type == "message_stop":
-            reply.finished = True
-        return ""
+    def read_event(self, event: Any, reply: Reply) -> Piece:
+        """Fold one stream event into ``reply``; return what it carries."""
+        try:
+            kind = event.type
+            if kind == "content_block_delta":
+                delta = event.delta
+                if delta.type == "text_delta":
+                    return Piece(True, delta.text) if isinstance(delta.text, str) else NOTHING
+                if delta.type in ("thinking_delta", "input_json_delta"):
+                    return Piece(True)
+            elif kind == "message_start":  # its output count is a placeholder: the final one comes last
+                self._input_usage(event.message.usage, reply)
+            elif kind == "message_delta":
+                reply.stop_reason = event.delta.stop_reason
+                reply.output_tokens = _count(event.usage.output_tokens)
+            elif kind == "message_stop":
+                reply.finished = True
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            raise _shape("stream event", exc) from None
+        return NOTHING
 
 
 class OpenAIAdapter:
     """OpenAI Chat Completions, also for OpenAI-compatible servers."""
 
-    clients = _Clients(openai.OpenAI, openai.AsyncOpenAI)
+    api = "openai"
 
     def __init__(self, compatible: bool = False) -> None:
         # OpenAI's own models take max_completion_tokens; many compatible servers only max_tokens.
         self._max_tokens_param = "max_tokens" if compatible else "max_completion_tokens"
 
-    def params(self, model: str, request: Request) -> dict[str, Any]:
+    @staticmethod
+    def client(settings: ProviderSettings) -> Any:
+        return openai.AsyncOpenAI(api_key=settings.api_key, base_url=settings.endpoint, max_retries=0,
+                                  http_client=_http_client(openai.DefaultAsyncHttpxClient))
+
+    def params(self, model: str, request: Request, timeout_s: float) -> dict[str, Any]:
         messages = [{"role": "user", "content": request.prompt}]
         if request.system is not None:
             messages.insert(0, {"role": "system", "content": request.system})
@@ -232,7 +277,7 @@ class OpenAIAdapter:
             "model": model,
             "messages": messages,
             self._max_tokens_param: request.max_tokens,
-            "timeout": request.timeout,
+            "timeout": timeout_s,
         }
         if request.schema is not None:
             params["response_format"] = {
@@ -242,49 +287,59 @@ class OpenAIAdapter:
         return params
 
     @staticmethod
-    def _reply(completion: Any, headers: Any) -> Reply:
-        choice = completion.choices[0]
-        usage = completion.usage
-        reply = Reply(
-            choice.message.content or "",
-            usage.prompt_tokens if usage else None,
-            usage.completion_tokens if usage else None,
-            choice.finish_reason,
-            finished=True,
-        )
+    def _usage(usage: Any, reply: Reply) -> None:
+        if usage is None:
+            return
+        reply.input_tokens = _count(usage.prompt_tokens)
+        reply.output_tokens = _count(usage.completion_tokens)
+        details = getattr(usage, "prompt_tokens_details", None)
+        reply.cache_read_tokens = _count(getattr(details, "cached_tokens", None))
+
+    async def create(self, client: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        raw = await client.chat.completions.with_raw_response.create(**params)
+        return raw, raw.headers
+
+    async def reply(self, sent: tuple[Any, Any]) -> Reply:
+        raw, headers = sent
+        try:
+            completion = await _parsed(raw)
+            choice = completion.choices[0]
+            text = choice.message.content
+            if text is not None and not isinstance(text, str):
+                raise TypeError("message content is not text")
+            reply = Reply(text or "", stop_reason=choice.finish_reason, finished=True)
+            self._usage(completion.usage, reply)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            raise _shape("reply", exc) from None
         return _headers_info(reply, headers)
 
-    def create(self, settings: ProviderSettings, params: dict[str, Any]) -> Reply:
-        raw = self.clients.sync(settings).chat.completions.with_raw_response.create(**params)
-        return self._reply(raw.parse(), raw.headers)
+    async def open_stream(self, client: Any, params: dict[str, Any]) -> Any:
+        return await client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **params)
 
-    async def acreate(self, settings: ProviderSettings, params: dict[str, Any]) -> Reply:
-        raw = await self.clients.for_loop(settings).chat.completions.with_raw_response.create(**params)
-        return self._reply(raw.parse(), raw.headers)
-
-    def open_stream(self, settings: ProviderSettings, params: dict[str, Any]) -> Any:
-        return self.clients.sync(settings).chat.completions.create(
-            stream=True, stream_options={"include_usage": True}, **params
-        )
-
-    async def aopen_stream(self, settings: ProviderSettings, params: dict[str, Any]) -> Any:
-        return await self.clients.for_loop(settings).chat.completions.create(
-            stream=True, stream_options={"include_usage": True}, **params
-        )
-
-    @staticmethod
-    def read_event(chunk: Any, reply: Reply) -> str:
-        """Fold one chunk into ``reply``; return the text it carries."""
-        if chunk.usage is not None:
-            reply.input_tokens = chunk.usage.prompt_tokens
-            reply.output_tokens = chunk.usage.completion_tokens
-        if not chunk.choices:
-            return ""
-        choice = chunk.choices[0]
-        if choice.finish_reason is not None:
-            reply.stop_reason = choice.finish_reason
-            reply.finished = True
-        return choice.delta.content or ""
+    def read_event(self, chunk: Any, reply: Reply) -> Piece:
+        """Fold one chunk into ``reply``; return what it carries (reasoning counts as content)."""
+        try:
+            self._usage(chunk.usage, reply)
+            if not chunk.choices:
+                return NOTHING
+            choice = chunk.choices[0]
+            if choice.finish_reason is not None:
+                reply.stop_reason = choice.finish_reason
+                reply.finished = True
+            delta = choice.delta
+            if delta is None:
+                return NOTHING
+            text = delta.content or getattr(delta, "refusal", None) or ""
+            if not isinstance(text, str):
+                raise TypeError("delta content is not text")
+            if text:
+                return Piece(True, text)
+            extra = delta.model_extra or {}
+            if extra.get("reasoning_content") or extra.get("reasoning") or delta.tool_calls:
+                return Piece(True)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            raise _shape("stream chunk", exc) from None
+        return NOTHING
 
 
 def _is_strict(node: Any) -> bool:
@@ -299,24 +354,24 @@ def _is_strict(node: Any) -> bool:
 
 
 def stream_headers(stream: Any) -> Reply:
-    """The request id and synthetic flag of an open SDK stream."""
-    return _headers_info(Reply(), stream.response.headers)
+    """The request id and synthetic flag of an open SDK stream; a body that is not a stream of
+    server-sent events (a JSON or HTML page) is an :class:`InvalidResponse`."""
+    headers = stream.response.headers
+    kind = headers.get("content-type", "")
+    if not kind.startswith("text/event-stream"):
+        raise InvalidResponse(f"expected a stream of server-sent events, got content-type {kind or 'none'!r}")
+    return _headers_info(Reply(), headers)
 
 
-def iterate(stream: Any) -> Iterator[Any]:
-    """The events of an open SDK stream, closing it when done or abandoned."""
-    with stream:
-        yield from stream
-
-
-async def aiterate(stream: Any) -> AsyncIterator[Any]:
-    """Async twin of :func:`iterate`."""
+async def events(stream: Any) -> AsyncIterator[Any]:
+    """The events of an open SDK stream, closing its HTTP response when done or abandoned."""
     async with stream:
         async for event in stream:
             yield event
 
 
-ADAPTERS: dict[str, AnthropicAdapter | OpenAIAdapter] = {
+Adapter = AnthropicAdapter | OpenAIAdapter
+ADAPTERS: dict[str, Adapter] = {
     "anthropic": AnthropicAdapter(),
     "openai": OpenAIAdapter(),
     "openai-compatible": OpenAIAdapter(compatible=True),

@@ -8,32 +8,33 @@ through the assistant itself, so analysis sees exactly what the app saw.
 from __future__ import annotations
 
 import shlex
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
-from lab.paths import DATA_DIR, ROOT
+from lab import collector
+from lab.paths import PACKAGE_DIR, REVIEW_DIR
 from lab.recorder import Recorder, Tagged
 from lab.records import records_frame
 from lab.review import app, scoring
-from lab.store import RUNS_DIR, MissingRecord, Run
+from lab.store import MissingRecord, Run
 
 EXPERIMENT = "provider_switch_code_review"
-SAMPLE = DATA_DIR / "review" / "sample_code.py"
+SAMPLE = REVIEW_DIR / "sample_code.py"
 
 
 @dataclass(frozen=True)
 class Design:
     n: int = 20
     pause_s: float = 0.3
-    sample: str = str(SAMPLE.relative_to(ROOT))  # the reviewed file, relative to the repository
+    sample: str = SAMPLE.relative_to(PACKAGE_DIR).as_posix()  # the reviewed file, relative to the package
 
 
 @dataclass(frozen=True)
 class Session:
+    """Who reviews: a provider and model at an endpoint (as the store keys it: ``"emulator"`` or a URL)."""
+
     provider: str
     endpoint: str
     model: str
@@ -47,28 +48,48 @@ def collect_command(run: Run, design: Design, session: Session) -> str:
 IDENTITY = ("provider", "model")  # what makes a second collection a resumption of a session
 
 
-def _review(run: Run, design: Design, session: Session, sample: int, mode: str) -> app.Review:
+def _review(run: Run, design: Design, session: Session, sample: int, mode: str, endpoint: str | None = None
+            ) -> app.Review:
     recorder = Recorder(run, mode=mode, collect_hint=collect_command(run, design, session))
-    return app.review(ROOT / design.sample, client=Tagged(recorder, sample=sample),
-                      provider=session.provider, model=session.model, base_url=session.endpoint)
+    return app.review(PACKAGE_DIR / design.sample, client=Tagged(recorder, sample=sample),
+                      provider=session.provider, model=session.model, base_url=endpoint or session.endpoint)
 
 
-def collect(run: Run, design: Design, session: Session, *, live: bool = False, progress: bool = True) -> int:
-    """Collect the reviews the run lacks for one provider and model; returns how many were made."""
-    run.begin_session(EXPERIMENT, asdict(design), asdict(session), IDENTITY)
-    made = 0
-    for sample in tqdm(range(design.n), desc=f"{session.provider}/{session.model}", unit="review",
-                       disable=not progress):
-        before = len(run.index)
-        _review(run, design, session, sample, "live" if live else "local")
-        if len(run.index) > before:
-            made += 1
-            time.sleep(design.pause_s)
-    run.end_session(asdict(session), IDENTITY)
-    return made
+@dataclass
+class _Review:
+    """One review (three calls through the assistant itself): done when the run replays it."""
+
+    run: Run
+    design: Design
+    session: Session
+    sample: int
+    live: bool
+    called: dict[str, str]  # the endpoint to call, while the session is collected
+
+    def done(self, run: Run) -> bool:
+        try:
+            _review(run, self.design, self.session, self.sample, "replay")
+        except MissingRecord:
+            return False
+        return True
+
+    def collect(self) -> str:
+        result = _review(self.run, self.design, self.session, self.sample, "live" if self.live else "local",
+                         self.called["endpoint"])
+        return f"review {self.sample}: score {result.score}"
 
 
-def load(run_id: str, root: Path | str = RUNS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
+def session(run: Run, design: Design, who: Session, *, live: bool = False) -> collector.Session:
+    """The collector's session for one provider and model; set ``extra["called"]["endpoint"]`` to the URL
+    to call while it is collected (it defaults to ``who.endpoint``)."""
+    called = {"endpoint": who.endpoint}
+    units = [_Review(run, design, who, sample, live, called) for sample in range(design.n)]
+    return collector.Session(EXPERIMENT, asdict(design), asdict(who), IDENTITY, units,
+                             collect_command(run, design, who), pause_s=design.pause_s,
+                             label=f"{who.provider}/{who.model}", unit_name="review", extra={"called": called})
+
+
+def load(run_id: str, root: Path | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Replay a run: (call records, one row per review with its score and findings scored against the key)."""
     run = Run(run_id, root)
     manifest = run.manifest
@@ -103,7 +124,7 @@ def cost_bound(design: Design, provider: str, model: str) -> float | None:
     """Most the reviews can cost: every call at its max_tokens; None if the price is unknown."""
     from lab import prices
 
-    input_tokens = len((ROOT / design.sample).read_text()) // 3 + 200  # numbered code plus instructions
+    input_tokens = len((PACKAGE_DIR / design.sample).read_text()) // 3 + 200  # numbered code plus instructions
     per_review = [prices.cost_usd(provider, model, input_tokens, limit)
                   for limit in (app.ASSESSMENT_MAX_TOKENS, app.FEEDBACK_MAX_TOKENS, app.FINDINGS_MAX_TOKENS)]
     return None if None in per_review else sum(per_review) * design.n

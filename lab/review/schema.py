@@ -29,7 +29,7 @@ class Findings(BaseModel):
 
 
 class KeyIssue(BaseModel):
-    """One deliberate issue of the sample, from ``data/review/answer_key.json``."""
+    """One deliberate issue of the sample, from ``lab/data/review/answer_key.json``."""
 
     id: str
     first_line: int

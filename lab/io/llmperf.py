@@ -1,8 +1,9 @@
-"""Import measurements made by other tools as call records.
+"""LLMPerf (``ray-project/llmperf``): per-request results, a JSON list per file.
 
-:func:`read_llmperf` reads LLMPerf's per-request results (``ray-project/llmperf``,
-and the public ``ray-project/llmperf-leaderboard`` raw data) into a frame of
-:class:`lab.records.CallRecord` rows, so that every analysis of the lab applies.
+:func:`read_llmperf` reads one file or a folder of them (the public ``llmperf-leaderboard`` raw
+data) into a frame of :class:`lab.records.CallRecord` rows; :func:`batches` gives the same records
+to :mod:`lab.io` as Arrow batches. LLMPerf's files carry no timestamps: ``started_at`` is a
+placeholder, reported as a lacking field.
 """
 
 from __future__ import annotations
@@ -10,14 +11,21 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from lab.paths import ROOT
 from lab.records import CallRecord, records_frame
+
+NAME = "llmperf"
+DESCRIPTION = "LLMPerf per-request results (a JSON list per file, or a folder of them)"
+PLACEHOLDERS = ("started_at",)
+"""Fields every LLMPerf record fills with a placeholder, not a measurement."""
 
 SHARED_LEADERBOARD = ROOT.parent / "shared" / "datasets" / "llmperf-leaderboard"
 
@@ -56,6 +64,7 @@ def read_llmperf(path: str | Path) -> pd.DataFrame:
       ``experiment`` ``"llmperf"``, ``kind`` ``"stream"`` (LLMPerf streams).
     - ``latency_ms`` and ``ttft_ms`` are ``end_to_end_latency_s`` and ``ttft_s``
       in milliseconds; ``input_tokens``, ``output_tokens`` the request's counts;
+      ``tpot_ms`` follows from them, (latency - TTFT) / (output tokens - 1);
       ``text`` is ``GEN_TEXT`` where the file has it.
     - ``status`` is ``"ok"`` when ``error_code`` is null, else ``"error"``, with
       ``error_type`` ``rate_limit`` (429), ``server_error`` (5xx),
@@ -93,6 +102,19 @@ def read_llmperf(path: str | Path) -> pd.DataFrame:
     return records_frame(
         _record(file, index, result) for file, results in files for index, result in enumerate(results)
     )
+
+
+def sniff(head: bytes) -> bool:
+    start = head.lstrip()[:4096]
+    return start.startswith(b"[") and b'"error_code"' in start and any(
+        f'"{key}"'.encode() in start for key in _LLMPERF_METRICS)
+
+
+def batches(path: Path) -> Iterator[pa.Table]:
+    """The records of :func:`read_llmperf` as one Arrow batch."""
+    frame = read_llmperf(path)
+    kept = [c for c in frame.columns if c not in ("attempt_errors", "chunk_offsets_ms")]
+    yield pa.Table.from_pandas(frame[kept], preserve_index=False)
 
 
 def _load(path: Path) -> list[dict[str, Any]] | None:
@@ -138,11 +160,20 @@ def _error(code: Any) -> tuple[str | None, int | None]:
     return "llmperf_error", None
 
 
+def _tpot(latency_ms: float | None, ttft_ms: float | None, output_tokens: int | None) -> float | None:
+    """(latency - TTFT) / (output tokens - 1), the record's time per output token (LLMPerf's own
+    ``inter_token_latency_s`` divides by all output tokens instead)."""
+    if latency_ms is None or ttft_ms is None or output_tokens is None or output_tokens < 2:
+        return None
+    return (latency_ms - ttft_ms) / (output_tokens - 1)
+
+
 def _record(file: Path, index: int, result: dict[str, Any]) -> CallRecord:
     provider, _, model = file.stem.partition("_")
     code = result.get("error_code")
     error_type, http_status = _error(code)
     latency_ms = _measured(result.get("end_to_end_latency_s"), 1000.0)
+    ttft_ms = _measured(result.get("ttft_s"), 1000.0)
     output_tokens = _count(result.get("number_output_tokens"))
     if code is not None and latency_ms is None:
         output_tokens = None  # nothing was received; LLMPerf's count is a placeholder
@@ -154,9 +185,10 @@ def _record(file: Path, index: int, result: dict[str, Any]) -> CallRecord:
         started_at=LLMPERF_STARTED_AT,
         latency_ms=latency_ms,  # type: ignore[arg-type]  # None for a failure that measured nothing
         status="ok" if code is None else "error",
-        ttft_ms=_measured(result.get("ttft_s"), 1000.0),
+        ttft_ms=ttft_ms,
         input_tokens=_count(result.get("number_input_tokens")),
         output_tokens=output_tokens,
+        tpot_ms=_tpot(latency_ms, ttft_ms, output_tokens),
         cost_usd=None,
         error_type=error_type,
         http_status=http_status,

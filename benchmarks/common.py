@@ -1,0 +1,59 @@
+"""What the benchmarks share: an emulator in its own process, its request log, and summaries."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+PROMPT = "Explain in 2-3 sentences why infrastructure reliability matters for software companies."
+TRUTH_PROFILE = "fixed:ttft_ms=200,itl_ms=20,output_tokens=50"
+"""The issue's configured truth: first token at 200 ms, then one token every 20 ms, 50 tokens."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def emulator_process(profile: str) -> Iterator[str]:
+    """Run ``lab emulator`` in its own process (so it never competes with the client for the GIL);
+    yield its base URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "emulator", "--port", str(port), "--profile", profile],
+                            stdout=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{base_url}/_emulator/health", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield base_url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def server_log(base_url: str, clear: bool = False) -> list[dict]:
+    """The emulator's request log (and clear it afterwards when asked)."""
+    with urllib.request.urlopen(f"{base_url}/_emulator/requests", timeout=30) as response:
+        entries = json.load(response)
+    if clear:
+        urllib.request.urlopen(urllib.request.Request(f"{base_url}/_emulator/requests", method="DELETE"), timeout=30)
+    return entries
+
+
+def summary(values_ms: Sequence[float]) -> str:
+    a = np.asarray(values_ms, float)
+    return f"median {np.median(a):+8.3f} ms   p99 {np.percentile(a, 99):+8.3f} ms   (n={a.size})"

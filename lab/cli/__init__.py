@@ -1,0 +1,71 @@
+"""The ``lab`` command. Each command group lives in its own module and registers its parsers.
+
+Every mistake ends in one line on stderr that says what to do, and exit status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import traceback
+import warnings
+
+from lab import config
+from lab.cli import collect, imports, runs, tools
+from lab.cli.common import Parser, UsageError
+from lab.store import MissingRecord, RunBusy
+
+GROUPS = (tools, collect, runs, imports)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = Parser(prog="lab", description="inference-lab: measure how LLM providers behave.")
+    root.add_argument("--debug", action="store_true", help="show a traceback when something goes wrong")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for group in GROUPS:
+        group.register(commands)
+    return root
+
+
+def _os_error(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    advice = {
+        errno.EROFS: "the folder is read-only: work in a writable folder, or set LAB_RUNS_DIR to one",
+        errno.EACCES: "permission denied: work in a folder you may write, or set LAB_RUNS_DIR to one",
+        errno.EPERM: "permission denied: work in a folder you may write, or set LAB_RUNS_DIR to one",
+        errno.ENOSPC: "the disk is full: free some space, then run the same command again (it resumes)",
+        errno.EDQUOT: "the disk quota is exceeded: free some space, then run the same command again",
+        errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run the same command again",
+        errno.EADDRINUSE: "the port is in use: choose another with --port",
+    }.get(exc.errno or 0, "check the path and try again")
+    return f"cannot use{where}: {exc.strerror or exc}; {advice}"
+
+
+def _warn_in_one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: object = None, line: str | None = None) -> None:
+    """Warnings (a damaged line in a run, say) as one ``lab: warning:`` line each."""
+    print(f"lab: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if not args.debug:
+        warnings.showwarning = _warn_in_one_line
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("lab: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (config.ConfigurationError, UsageError, MissingRecord, RunBusy, OSError, ValueError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        message = _os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"lab: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

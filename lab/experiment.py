@@ -1,0 +1,549 @@
+"""Experiments: your targets, your prompts, serial or open-loop, from a file or from code.
+
+An :class:`Experiment` asks one or more *targets* (a provider, model and endpoint, by name) each of
+its *prompts* (text, system prompt, ``max_tokens``, a task label) under a :class:`Design`:
+
+* ``serial``: ``repeats`` rounds, one call at a time with ``pause_s`` between calls. With
+  ``order = "interleaved"`` every round is a block of all target x prompt x kind calls in a seeded
+  random order, so targets are never confounded with time of day; ``"sequential"`` asks target by
+  target, as the field report did. Resumable call by call.
+* ``open-loop``: sends on a precomputed schedule (:mod:`lab.openloop`) at each ``rate_per_s``
+  (one session per rate), constant or Poisson arrivals, never waiting for a reply before the next
+  send; each call records its planned send and its lag. An open-loop session cannot resume
+  halfway: an interrupted one is collected again in full, as a new *try* (the partial try's
+  records stay in the run and are not loaded).
+
+Experiment files are TOML (``experiments/*.toml``, read with :mod:`tomllib`)::
+
+    name = "my-experiment"            # optional: the file's name
+    [[targets]]                       # one or more
+    name = "haiku"                    # optional: the model id
+    provider = "anthropic"
+    model = "claude-haiku-4-5"
+    base_url = "http://..."           # optional
+    emulator = "fixed:ttft_ms=300"    # optional: its latency profile when collected with --emulator
+    [prompts]                         # file = "prompts.jsonl", or items = [{...}, ...]
+    file = "prompts.jsonl"            # {"id", "task", "prompt", "system"?, "max_tokens"?} per line
+    [design]
+    mode = "serial"                   # or "open-loop"
+    repeats = 50
+    pause_s = 0.3
+    order = "interleaved"             # or "sequential"
+    stream = true                     # or kinds = ["complete", "stream"]
+    # open-loop: rate_per_s = 5 (or [5, 20]), arrival = "poisson" | "constant",
+    #            duration_s = 120 (or requests = 600), max_concurrency = 64
+    seed = 0
+
+Every call is a call record of the run, labelled with its ``target`` and ``task``; :func:`load`
+replays them from the manifest alone, so any run of any experiment can be analysed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shlex
+import tomllib
+import uuid
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from lab import collector, config, endpoints, llm, openloop, prices
+from lab.recorder import Recorder
+from lab.records import CallRecord, records_frame
+from lab.store import CallKey, MissingRecord, Run
+
+KINDS = ("complete", "stream")
+MODES = ("serial", "open-loop")
+ORDERS = ("interleaved", "sequential")
+
+
+class ExperimentError(ValueError):
+    """An experiment file or definition that cannot run; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who answers: a provider, a model and an endpoint, by name."""
+
+    name: str
+    provider: str
+    model: str | None = None
+    base_url: str | None = None
+    emulator: str | None = None  # latency profile when collected against the emulator
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a target is asked; ``task`` labels the kind of work (for per-task analysis)."""
+
+    id: str
+    task: str
+    prompt: str
+    system: str | None = None
+    max_tokens: int = 256
+
+
+@dataclass(frozen=True)
+class Design:
+    """How the calls are made (see the module docstring)."""
+
+    mode: Literal["serial", "open-loop"] = "serial"
+    kinds: tuple[str, ...] = ("stream",)
+    repeats: int = 1
+    pause_s: float = 0.0
+    order: Literal["interleaved", "sequential"] = "interleaved"
+    rate_per_s: tuple[float, ...] = ()
+    arrival: Literal["constant", "poisson"] = "poisson"
+    requests: int | None = None
+    duration_s: float | None = None
+    max_concurrency: int | None = None
+    timeout_s: float = llm.api.DEFAULT_TIMEOUT_S
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Targets x prompts under a design."""
+
+    name: str
+    targets: tuple[Target, ...]
+    prompts: tuple[Prompt, ...]
+    design: Design = Design()
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    def describe(self) -> dict[str, Any]:
+        """The experiment as the run's manifest keeps it (a resumption must ask for the same)."""
+        return {"targets": [_drop_none(asdict(t)) for t in self.targets],
+                "prompts": [_drop_none(asdict(p)) for p in self.prompts],
+                "design": _drop_none(asdict(self.design))}
+
+    @classmethod
+    def from_description(cls, name: str, description: Mapping[str, Any]) -> Experiment:
+        design = dict(description["design"])
+        for key in ("kinds", "rate_per_s"):
+            design[key] = tuple(design.get(key, ()))
+        return cls(name, tuple(Target(**t) for t in description["targets"]),
+                   tuple(Prompt(**p) for p in description["prompts"]), Design(**design))
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
+
+
+def _check(experiment: Experiment) -> None:
+    d = experiment.design
+    problems = []
+    if not experiment.targets:
+        problems.append("no targets: add at least one [[targets]] table")
+    if not experiment.prompts:
+        problems.append("no prompts: add [prompts] with file = ... or items = [...]")
+    if d.mode not in MODES:
+        problems.append(f"design.mode must be one of {', '.join(MODES)}, not {d.mode!r}")
+    if d.order not in ORDERS:
+        problems.append(f"design.order must be one of {', '.join(ORDERS)}, not {d.order!r}")
+    if not d.kinds or set(d.kinds) - set(KINDS):
+        problems.append(f"design.kinds must be some of {', '.join(KINDS)}, not {list(d.kinds)}")
+    if d.repeats < 1 or d.pause_s < 0 or d.timeout_s <= 0:
+        problems.append("design.repeats must be at least 1, pause_s at least 0 and timeout_s above 0")
+    if d.mode == "open-loop":
+        if not d.rate_per_s or any(not r > 0 for r in d.rate_per_s):
+            problems.append("an open-loop design needs rate_per_s above 0 (a number or a list)")
+        if (d.requests is None) == (d.duration_s is None):
+            problems.append("an open-loop design needs either requests or duration_s")
+        if len(d.kinds) != 1:
+            problems.append("an open-loop design sends one kind of call: set stream = true or false")
+        if d.arrival not in openloop.ARRIVALS:
+            problems.append(f"design.arrival must be one of {', '.join(openloop.ARRIVALS)}")
+        if d.max_concurrency is not None and d.max_concurrency < 1:
+            problems.append("design.max_concurrency must be at least 1")
+    for what, names in (("target", [t.name for t in experiment.targets]), ("prompt", [p.id for p in experiment.prompts])):
+        if len(set(names)) != len(names):
+            problems.append(f"two {what}s share a name: give each a distinct {'name' if what == 'target' else 'id'}")
+    for target in experiment.targets:
+        if target.provider not in config.PROVIDERS:
+            problems.append(f"target {target.name!r}: provider must be one of {', '.join(config.PROVIDERS)}")
+    for prompt in experiment.prompts:
+        if not isinstance(prompt.max_tokens, int) or prompt.max_tokens < 1:
+            problems.append(f"prompt {prompt.id!r}: max_tokens must be a whole number of at least 1")
+    if problems:
+        raise ExperimentError(f"experiment {experiment.name!r}: " + "; ".join(problems))
+
+
+# -- experiment files ---------------------------------------------------------------------------
+
+_TARGET_KEYS = {"name", "provider", "model", "base_url", "emulator"}
+_PROMPT_KEYS = {"id", "task", "prompt", "system", "max_tokens"}
+_DESIGN_KEYS = {"mode", "kinds", "stream", "repeats", "pause_s", "order", "rate_per_s", "arrival", "requests",
+                "duration_s", "max_concurrency", "timeout_s", "seed", "max_tokens"}
+
+
+def load_file(path: str | Path) -> Experiment:
+    """Read an experiment file (see the module docstring); :class:`ExperimentError` says what is wrong."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExperimentError(f"no experiment file {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ExperimentError(f"{path} is not valid TOML: {exc}") from None
+    _only(path, "the file", data, {"name", "targets", "prompts", "design"})
+    design = dict(data.get("design", {}))
+    _only(path, "[design]", design, _DESIGN_KEYS)
+    default_tokens = design.pop("max_tokens", 256)
+    targets = []
+    for i, raw in enumerate(data.get("targets", [])):
+        _only(path, f"target {i + 1}", raw, _TARGET_KEYS)
+        if "provider" not in raw:
+            raise ExperimentError(f"{path}: target {i + 1} needs a provider")
+        targets.append(Target(**{"name": raw.get("model") or raw["provider"], **raw}))
+    prompts = [Prompt(**{"max_tokens": default_tokens, **p}) for p in _prompt_items(path, data.get("prompts"))]
+    if "kinds" not in design:
+        design["kinds"] = ["stream"] if design.pop("stream", True) else ["complete"]
+    design.pop("stream", None)
+    rates = design.get("rate_per_s", ())
+    design["rate_per_s"] = tuple(rates) if isinstance(rates, list) else (rates,) if rates else ()
+    design["kinds"] = tuple(design["kinds"])
+    try:
+        return Experiment(str(data.get("name") or path.stem), tuple(targets), tuple(prompts), Design(**design))
+    except TypeError as exc:
+        raise ExperimentError(f"{path}: {exc}") from None
+
+
+def _only(path: Path, where: str, table: Any, allowed: set[str]) -> None:
+    if not isinstance(table, dict):
+        raise ExperimentError(f"{path}: {where} must be a table")
+    unknown = set(table) - allowed
+    if unknown:
+        raise ExperimentError(f"{path}: {where} has unknown keys {', '.join(sorted(unknown))}; "
+                              f"expected some of {', '.join(sorted(allowed))}")
+
+
+def _prompt_items(path: Path, spec: Any) -> list[dict[str, Any]]:
+    if isinstance(spec, list):
+        items = spec
+    elif isinstance(spec, dict) and "file" in spec:
+        source = path.parent / spec["file"]
+        try:
+            lines = source.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ExperimentError(f"{path}: cannot read prompts file {source}: {exc.strerror}") from None
+        items = []
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ExperimentError(f"{source}:{number}: not a JSON object ({exc.msg})") from None
+    elif isinstance(spec, dict) and "items" in spec:
+        items = spec["items"]
+    else:
+        raise ExperimentError(f"{path}: [prompts] needs file = \"prompts.jsonl\" or items = [...]")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "prompt" not in item:
+            raise ExperimentError(f"{path}: prompt {i + 1} must be an object with a prompt")
+        item.setdefault("id", str(i + 1))
+        item.setdefault("task", "default")
+        item["id"] = str(item["id"])
+        _only(path, f"prompt {item['id']}", item, _PROMPT_KEYS)
+    return items
+
+
+# -- planning -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One planned call: ``sample`` is the round (serial) or the send's index (open loop)."""
+
+    target: Target
+    prompt: Prompt
+    kind: str
+    sample: int
+    offset_s: float | None = None  # planned send, seconds from the schedule's start (open loop)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One session of an experiment in a run: a window label, and for open loop a rate and a try."""
+
+    window: str | None
+    rate_per_s: float | None = None
+    attempt: str | None = None  # the open-loop try whose records count
+
+    @property
+    def label(self) -> str | None:
+        if self.rate_per_s is None:
+            return self.window
+        rate = f"{self.rate_per_s:g}/s"
+        return f"{self.window} {rate}" if self.window else rate
+
+    @property
+    def key_window(self) -> str | None:
+        return self.label if self.attempt is None else f"{self.label}#{self.attempt}"
+
+
+def plan(experiment: Experiment, slot: Slot) -> list[Planned]:
+    """The calls of one session, in the order they are made."""
+    d = experiment.design
+    combos = [(t, p, k) for t in experiment.targets for p in experiment.prompts for k in d.kinds]
+    if d.mode == "open-loop":
+        offsets = openloop.schedule(slot.rate_per_s, n=d.requests, duration_s=d.duration_s, arrival=d.arrival,
+                                    seed=d.seed)
+        rng = np.random.default_rng([d.seed, 1])
+        order: list[int] = []
+        while len(order) < len(offsets):
+            order += rng.permutation(len(combos)).tolist()
+        return [Planned(*combos[order[i]], sample=i, offset_s=float(o)) for i, o in enumerate(offsets)]
+    if d.order == "sequential":  # target by target, as the field report asked its models
+        return [Planned(t, p, k, r) for t in experiment.targets for r in range(d.repeats)
+                for p in experiment.prompts for k in d.kinds]
+    rng = np.random.default_rng(d.seed)
+    return [Planned(*combos[i], sample=r) for r in range(d.repeats) for i in rng.permutation(len(combos))]
+
+
+def _options(target: Target, endpoint: str | None) -> dict[str, Any]:
+    return {"provider": target.provider, "model": target.model, "base_url": endpoint}
+
+
+def key_of(recorder: Recorder, call: Planned, slot: Slot, endpoint: str) -> CallKey:
+    options = {**_options(call.target, endpoint), "system": call.prompt.system}
+    return recorder.key(call.kind, call.prompt.prompt, call.prompt.max_tokens, options, window=slot.key_window,
+                        sample=call.sample)
+
+
+def cost_bound(calls: Sequence[Planned], endpoints_by_target: Mapping[str, str]) -> float | None:
+    """Most the calls to paid endpoints can cost (every call at max_tokens); None if a price is unknown."""
+    total = 0.0
+    for call in calls:
+        if endpoints.is_local(endpoints_by_target[call.target.name]):
+            continue
+        settings = config.resolve(call.target.provider, call.target.model, require_key=False)
+        text = (call.prompt.system or "") + call.prompt.prompt
+        cost = prices.cost_usd(settings.provider, settings.model, math.ceil(len(text) / 4) + 10, call.prompt.max_tokens)
+        if cost is None:
+            return None
+        total += cost
+    return total
+
+
+# -- collecting -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Endpoints:
+    """Each target's endpoint as keyed (``"emulator"`` or a URL) and, while its session runs, as called."""
+
+    keyed: dict[str, str]
+    called: dict[str, str] = field(default_factory=dict)
+
+    def options(self, call: Planned) -> dict[str, Any]:
+        return {**_options(call.target, self.called[call.target.name]), "system": call.prompt.system,
+                "max_tokens": call.prompt.max_tokens}
+
+
+@dataclass
+class _Call:
+    """A serial call: done when the run holds its key."""
+
+    recorder: Recorder
+    call: Planned
+    slot: Slot
+    endpoints: _Endpoints
+    timeout_s: float
+
+    def __post_init__(self) -> None:
+        self.key = key_of(self.recorder, self.call, self.slot, self.endpoints.keyed[self.call.target.name])
+
+    def done(self, run: Run) -> bool:
+        return run.get(self.key) is not None
+
+    def collect(self) -> str:
+        call, options = self.call, self.endpoints.options(self.call)
+        tags = {"window": self.slot.key_window, "sample": call.sample, "labels": _labels(call, self.slot),
+                "timeout": self.timeout_s}
+        if call.kind == "stream":
+            chunks = self.recorder.stream(call.prompt.prompt, **options, **tags)
+            for _ in chunks:
+                pass
+            record = chunks.record
+        else:
+            record = self.recorder.complete(call.prompt.prompt, **options, **tags).record
+        assert record is not None
+        return f"{call.target.name} {record.latency_ms:,.0f} ms {record.status}"
+
+
+def _labels(call: Planned, slot: Slot) -> dict[str, Any]:
+    return {"target": call.target.name, "task": call.prompt.task, "window": slot.label}
+
+
+@dataclass
+class _Schedule:
+    """A whole open-loop session: done when the run holds every call of its try."""
+
+    experiment: Experiment
+    recorder: Recorder
+    calls: list[Planned]
+    slot: Slot
+    endpoints: _Endpoints
+    progress: bool
+
+    def done(self, run: Run) -> bool:
+        return all(run.get(key_of(self.recorder, c, self.slot, self.endpoints.keyed[c.target.name])) is not None
+                   for c in self.calls)
+
+    def collect(self) -> str:
+        d = self.experiment.design
+        bar = tqdm(total=len(self.calls), desc=self.slot.label, unit="req", disable=not self.progress, leave=False)
+
+        async def send(i: int) -> CallRecord:
+            call = self.calls[i]
+            options = {**self.endpoints.options(call), "window": self.slot.key_window, "sample": call.sample,
+                       "labels": _labels(call, self.slot), "timeout": d.timeout_s}
+            if call.kind == "stream":
+                chunks = self.recorder.astream(call.prompt.prompt, **options)
+                async for _ in chunks:
+                    pass
+                record = chunks.record
+            else:
+                record = (await self.recorder.acomplete(call.prompt.prompt, **options)).record
+            bar.update(1)
+            assert record is not None
+            return record
+
+        async def main() -> list[CallRecord]:
+            async with llm.session():
+                for target in self.experiment.targets:
+                    await llm.prepare(**_options(target, self.endpoints.called[target.name]))
+                return await openloop.drive([c.offset_s for c in self.calls], send, max_concurrency=d.max_concurrency)
+
+        with self.recorder.run.batched(), bar:
+            records = openloop.run(main())
+        return f"{len(records)} sent, {sum(not r.ok for r in records)} errors"
+
+
+def sessions(run: Run, experiment: Experiment, window: str | None) -> list[Slot]:
+    """The sessions a collection of ``experiment`` into ``run`` makes: one, or one per open-loop rate
+    (with the try to collect: the complete one if the run has it, else a new one)."""
+    if experiment.design.mode == "serial":
+        return [Slot(window)]
+    entries = run.manifest.get("sessions", []) if run.exists else []
+    slots = []
+    for rate in experiment.design.rate_per_s:
+        old = next((e for e in entries if e.get("window") == window and e.get("rate_per_s") == rate), None)
+        keep = old is not None and old.get("ended_at") is not None
+        slots.append(Slot(window, rate, old["attempt"] if keep else uuid.uuid4().hex[:8]))
+    return slots
+
+
+def endpoints_of(experiment: Experiment) -> dict[str, str]:
+    """Each target's own endpoint (its ``base_url``, else its provider's)."""
+    return {t.name: t.base_url or config.resolve(t.provider, t.model, require_key=False).endpoint
+            for t in experiment.targets}
+
+
+def plan_sessions(run: Run, experiment: Experiment, *, window: str | None = None, emulated: bool = False,
+                  live: bool = False, command: str = "", progress: bool = True) -> list[collector.Session]:
+    """The collector's sessions for a collection of ``experiment`` into ``run``; while a session is
+    collected, ``session.extra["endpoints"].called`` must hold each target's URL (see :func:`collect`)."""
+    recorder = Recorder(run, mode="live" if live else "local", collect_hint=command, experiment=experiment.name)
+    found = []
+    for slot in sessions(run, experiment, window):
+        where = _Endpoints({name: endpoints.EMULATOR if emulated else endpoints.identity(url)
+                            for name, url in endpoints_of(experiment).items()})
+        calls = plan(experiment, slot)
+        if experiment.design.mode == "serial":
+            units: list[Any] = [_Call(recorder, c, slot, where, experiment.design.timeout_s) for c in calls]
+        else:
+            units = [_Schedule(experiment, recorder, calls, slot, where, progress)]
+        entry = {"window": slot.window, "rate_per_s": slot.rate_per_s, "attempt": slot.attempt,
+                 "endpoints": where.keyed, "command": command}
+        found.append(collector.Session(
+            experiment.name, experiment.describe(), entry, ("window", "rate_per_s"), units, command,
+            pause_s=experiment.design.pause_s, label=slot.label or experiment.name,
+            unit_name="call" if experiment.design.mode == "serial" else "schedule",
+            extra={"endpoints": where, "slot": slot}))
+    return found
+
+
+@contextlib.contextmanager
+def emulators(experiment: Experiment, profile: str, seed: int, session_name: str,
+              responder: Any = None) -> Iterator[dict[str, str]]:
+    """In-process emulators for the targets, one per latency profile (a target's own ``emulator``
+    profile, else ``profile``), seeded by ``seed`` and the session's name; yields each target's URL."""
+    from lab.emulator import Emulator
+    from lab.emulator.content import default_responder
+
+    with contextlib.ExitStack() as stack:
+        running: dict[str, Any] = {}
+        urls = {}
+        for target in experiment.targets:
+            chosen = target.emulator or profile
+            if chosen not in running:
+                running[chosen] = stack.enter_context(Emulator(chosen, seed=seed ^ zlib.crc32(session_name.encode()),
+                                                               responder=responder or default_responder))
+            urls[target.name] = running[chosen].url_for(target.provider)
+        yield urls
+
+
+def collect(run: Run, experiment: Experiment, *, window: str | None = None, emulator: str | None = None,
+            seed: int = 0, live: bool = False, command: str = "", progress: bool = True, wait: bool = False,
+            responder: Any = None) -> int:
+    """Collect what ``run`` lacks of ``experiment``; with ``emulator`` (a latency profile) against
+    in-process emulators. Returns the calls made (serial) or the schedules run (open loop).
+    Provider failures are recorded, never raised."""
+    planned = plan_sessions(run, experiment, window=window, emulated=emulator is not None, live=live,
+                            command=command, progress=progress)
+
+    @contextlib.contextmanager
+    def endpoints_for(session: collector.Session) -> Iterator[None]:
+        where: _Endpoints = session.extra["endpoints"]
+        if emulator is None:
+            where.called.update(endpoints_of(experiment))
+            yield
+            return
+        with emulators(experiment, emulator, seed, session.extra["slot"].label or "", responder) as urls:
+            where.called.update(urls)
+            yield
+
+    return collector.collect(run, planned, command=command, wait=wait, progress=progress, context=endpoints_for)
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+def load(run: Run | str, *, root: Path | str | None = None) -> pd.DataFrame:
+    """Every planned call of every session of a run, as a frame of call records, in plan order;
+    :class:`MissingRecord` naming the first missing call and the command that collects it."""
+    run = run if isinstance(run, Run) else Run(run, root)
+    manifest = run.manifest
+    experiment = Experiment.from_description(manifest["experiment"], manifest["design"])
+    recorder = Recorder(run, mode="replay")
+    records = []
+    for entry in manifest.get("sessions", []):
+        slot = Slot(entry.get("window"), entry.get("rate_per_s"), entry.get("attempt"))
+        calls = plan(experiment, slot)
+        keys = [key_of(recorder, c, slot, entry["endpoints"][c.target.name]) for c in calls]
+        found = [run.get(k) for k in keys]
+        absent = [k for k, r in zip(keys, found) if r is None]
+        if absent:
+            raise MissingRecord(f"run {run.id!r} lacks {len(absent)} of {len(keys)} calls of session "
+                                f"{slot.label or experiment.name!r} (first: {absent[0].describe()}); collect them "
+                                f"(it resumes) with: {entry.get('command') or 'the command that collected the run'}")
+        records += found
+    return records_frame(records)
+
+
+def command_line(words: Sequence[str]) -> str:
+    """A command as the user would type it again."""
+    return shlex.join(["lab", *words])

@@ -1,0 +1,190 @@
+"""Reading a source into call records, and storing it as a run (``calls.parquet`` and a manifest).
+
+Records stream through in Arrow batches: a file is never held whole, and an import writes each
+batch to Parquet as it comes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lab.io import columns as cols
+from lab.io.formats import detect, module
+from lab.store import Run, now, versions
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a source held: its format, its records, the failures among them, and the record
+    fields that no record of it holds (empty in every row, or only a placeholder)."""
+
+    path: Path
+    format: str
+    rows: int
+    errors: int
+    missing_fields: tuple[str, ...]
+
+
+@dataclass
+class _Tally:
+    rows: int = 0
+    errors: int = 0
+    held: set[str] = field(default_factory=set)
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def add(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        self.errors += pc.sum(pc.equal(table["status"], "error")).as_py() or 0
+        self.held |= cols.held(table)
+        span = pc.min_max(table["started_at"]).as_py()
+        if span["min"] is not None:
+            self.first = min(filter(None, (self.first, span["min"])))
+            self.last = max(filter(None, (self.last, span["max"])))
+
+    def source(self, path: Path, name: str, placeholders: tuple[str, ...]) -> Source:
+        lacking = [f for f in cols.SCHEMA.names
+                   if f not in cols.BOOKKEEPING and (f not in self.held or f in placeholders)]
+        return Source(path, name, self.rows, self.errors, tuple(lacking))
+
+
+def read(path: str | Path, format: str | None = None, *, mapping: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The source's call records as a frame (columns :data:`lab.records.FIELDS`, typed by
+    :func:`lab.records.typed_frame`); the format is detected from the content when not given."""
+    tables = list(_batches(Path(path), format, mapping, _Tally()))
+    table = pa.concat_tables(tables) if tables else cols.SCHEMA.empty_table()
+    return cols.to_frame(table)
+
+
+def inspect(path: str | Path, format: str | None = None, *, mapping: Mapping[str, str] | None = None) -> Source:
+    """The source's format, record and failure counts and lacking fields, without keeping records."""
+    tally = _Tally()
+    path = Path(path)
+    name, fmt = _format(path, format, mapping)
+    for _ in _batches(path, name, mapping, tally):
+        pass
+    return tally.source(path, name, getattr(fmt, "PLACEHOLDERS", ()))
+
+
+def import_run(path: str | Path, run_id: str, format: str | None = None, root: str | Path | None = None, *,
+               mapping: Mapping[str, str] | None = None) -> Source:
+    """Store a source as run ``run_id``: ``calls.parquet`` (the records, chunk offsets as a list
+    column) and a manifest (experiment ``import``, not synthetic, the source's format, file name,
+    size and SHA-256, the fields it lacked, the import time as ``started_at`` and ``imported_at``,
+    the first and last call's start as ``calls_started``/``calls_ended``). The run must not exist yet."""
+    path = Path(path)
+    run = Run(run_id, root)
+    name, fmt = _format(path, format, mapping)
+    created = not run.dir.exists()
+    try:
+        with run.locked():  # a second import of the same run waits, then finds it exists
+            if run.exists:
+                raise ValueError(f"run {run_id!r} already exists in {run.dir}: choose another --run")
+            tally = _Tally()
+            _write_calls(run, _batches(path, name, mapping, tally, run_id=run_id, experiment="import"))
+            source = tally.source(path, name, getattr(fmt, "PLACEHOLDERS", ()))
+            if not source.rows:
+                raise ValueError(f"{path} holds no calls as {name} reads them: check --format")
+            run.write_manifest(_manifest(run_id, path, source, tally, mapping))
+    except BaseException:
+        if created and not run.exists:
+            shutil.rmtree(run.dir, ignore_errors=True)
+        raise
+    return source
+
+
+def _manifest(run_id: str, path: Path, source: Source, tally: _Tally, mapping: Mapping[str, str] | None
+              ) -> dict[str, object]:
+    size, digest = _fingerprint(path)
+    imported = now()
+    times = {} if "started_at" in source.missing_fields else {
+        "calls_started": _iso(tally.first), "calls_ended": _iso(tally.last)}
+    return {
+        "run_id": run_id, "experiment": "import", "synthetic": False, "started_at": imported,
+        "imported_at": imported, **times,
+        "source": {"format": source.format, "file": path.name, "size": size, "sha256": digest,
+                   **({"mapping": dict(mapping)} if mapping else {})},
+        "rows": source.rows, "errors": source.errors, "missing_fields": list(source.missing_fields),
+        "versions": versions(),
+    }
+
+
+def _write_calls(run: Run, batches: Iterator[pa.Table]) -> None:
+    """Write the batches to the run's ``calls.parquet``, which appears whole or not at all."""
+    target, partial = run.dir / "calls.parquet", run.dir / "calls.parquet.partial"
+    try:
+        with pq.ParquetWriter(partial, cols.SCHEMA, compression="zstd") as writer:
+            for table in batches:
+                writer.write_table(table)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _format(path: Path, format: str | None, mapping: Mapping[str, str] | None) -> tuple[str, ModuleType]:
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    if format is None and mapping:
+        format = "csv"
+    fmt = module(format) if format is not None else module(detect(path))
+    if mapping and fmt.NAME != "csv":
+        raise ValueError(f"--map applies to the csv format only, not {fmt.NAME}")
+    if path.is_dir() and fmt.NAME != "llmperf":
+        raise ValueError(f"{path} is a folder: name one {fmt.NAME} file")
+    return fmt.NAME, fmt
+
+
+def _batches(path: Path, format: str | None, mapping: Mapping[str, str] | None, tally: _Tally, *,
+             run_id: str | None = None, experiment: str | None = None) -> Iterator[pa.Table]:
+    """Conformed record batches with the importer's bookkeeping: ``endpoint`` ``<format>:<file>``
+    (unless the format names one), ``sample`` the record's index in the source, ``experiment``
+    the format (or ``import``), ``run_id``, and ``synthetic`` false."""
+    name, fmt = _format(path, format, mapping)
+    raw = fmt.batches(path, mapping) if name == "csv" else fmt.batches(path)
+    sample = 0
+    for batch in raw:
+        table = cols.conform(batch)
+        rows = table.num_rows
+        fill = {
+            "endpoint": pc.coalesce(table["endpoint"], pa.scalar(f"{name}:{path.name}")),
+            "sample": pc.coalesce(table["sample"], pa.array(range(sample, sample + rows), pa.int64())),
+            "experiment": pc.coalesce(table["experiment"], pa.scalar(name)) if experiment is None
+            else cols.constant(experiment, rows),
+            "run_id": table["run_id"] if run_id is None else cols.constant(run_id, rows),
+            "synthetic": cols.constant(False, rows),
+        }
+        for column, values in fill.items():
+            table = table.set_column(table.schema.get_field_index(column), column,
+                                     pa.chunked_array([values]).cast(cols.SCHEMA.field(column).type))
+        sample += rows
+        tally.add(table)
+        yield table
+
+
+def _fingerprint(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a file (of a folder: total size, digest over its files in name order)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    size = 0
+    for file in files:
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+                size += len(chunk)
+    return size, digest.hexdigest()

@@ -1,0 +1,94 @@
+"""Open-loop load: requests sent on a precomputed schedule, whatever the replies do.
+
+A closed-loop client sends its next request when a reply comes back, so a slow server slows the
+client down and its slow periods are under-sampled; a load generator that falls behind its own
+schedule and then times each request from its *actual* send hides its lateness the same way
+(coordinated omission). Here the send times are fixed before the first send (:func:`schedule`:
+constant or Poisson arrivals, seeded), every request runs on its own task, and each call records
+its planned send (``scheduled_at``) and its lag (``send_lag_ms``: actual minus planned send, the
+actual send being when its request reached the HTTP transport). Response time from the planned
+send, ``send_lag_ms + latency_ms``, is what the analysis reports by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal, TypeVar
+
+import numpy as np
+
+from lab.llm.transport import PLANNED
+from lab.timing import new_event_loop, sleep_until
+
+T = TypeVar("T")
+Arrival = Literal["constant", "poisson"]
+ARRIVALS: tuple[str, ...] = ("constant", "poisson")
+LEAD_S = 0.05
+"""Time between the start of :func:`drive` and the first planned send (for the first task's set-up)."""
+
+
+def schedule(rate_per_s: float, *, n: int | None = None, duration_s: float | None = None,
+             arrival: Arrival = "poisson", seed: int = 0) -> np.ndarray:
+    """Planned send offsets in seconds from the start: ``n`` sends, or every send within ``duration_s``.
+
+    ``constant``: one every ``1 / rate`` seconds from 0. ``poisson``: exponential gaps of mean
+    ``1 / rate`` (``numpy.random.Generator.exponential``, seeded), the first at 0.
+    """
+    if not rate_per_s > 0:
+        raise ValueError(f"the rate must be above 0 requests per second, not {rate_per_s!r}")
+    if (n is None) == (duration_s is None):
+        raise ValueError("give either n or duration_s")
+    if arrival not in ARRIVALS:
+        raise ValueError(f"arrival must be one of {', '.join(ARRIVALS)}, not {arrival!r}")
+    count = n if n is not None else int(np.ceil(duration_s * rate_per_s * 1.5)) + 10  # type: ignore[operator]
+    if arrival == "constant":
+        offsets = np.arange(count) / rate_per_s
+    else:
+        gaps = np.random.default_rng(seed).exponential(1 / rate_per_s, size=count)
+        offsets = np.concatenate([[0.0], np.cumsum(gaps[:-1])])
+    if duration_s is not None:
+        offsets = offsets[offsets < duration_s]
+    return offsets
+
+
+async def drive(offsets: Sequence[float], send: Callable[[int], Awaitable[T]], *,
+                max_concurrency: int | None = None, on_done: Callable[[int, T], None] | None = None,
+                start: float | None = None) -> list[T]:
+    """Call ``send(i)`` at each planned offset (seconds from ``start``, a ``time.perf_counter()``
+    value, by default :data:`LEAD_S` from now), each on its own task, never waiting for a reply
+    before the next send; returns the results in plan order.
+
+    With ``max_concurrency``, a send waits for a free slot when that many requests are in flight:
+    its lag then shows in its record. Inside ``send(i)``, :mod:`lab.llm` calls record the planned
+    send time and their lag. ``on_done(i, result)`` is called as each request ends.
+    """
+    slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    start = time.perf_counter() + LEAD_S if start is None else start
+
+    async def one(i: int, planned: float) -> T:
+        PLANNED.set(int(planned * 1e9))
+        try:
+            result = await send(i)
+        finally:
+            if slots is not None:
+                slots.release()
+        if on_done is not None:
+            on_done(i, result)
+        return result
+
+    tasks = []
+    for i, offset in enumerate(offsets):
+        planned = start + float(offset)
+        await sleep_until(planned)
+        if slots is not None:
+            await slots.acquire()
+        tasks.append(asyncio.create_task(one(i, planned)))
+    return list(await asyncio.gather(*tasks))
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    """Run a driver coroutine on an event loop with precise timers (:func:`lab.timing.new_event_loop`)."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(coroutine)  # type: ignore[arg-type]
