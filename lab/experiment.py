@@ -459,8 +459,8 @@ def plan_sessions(run: Run, experiment: Experiment, *, window: str | None = None
     recorder = Recorder(run, mode="live" if live else "local", collect_hint=command, experiment=experiment.name)
     found = []
     for slot in sessions(run, experiment, window):
-        where = _Endpoints({name: endpoints.EMULATOR if emulated else endpoints.identity(url)
-                            for name, url in endpoints_of(experiment).items()})
+        where = _Endpoints({t.name: endpoints.EMULATOR for t in experiment.targets} if emulated else
+                           {name: endpoints.identity(url) for name, url in endpoints_of(experiment).items()})
         calls = plan(experiment, slot)
         if experiment.design.mode == "serial":
             units: list[Any] = [_Call(recorder, c, slot, where, experiment.design.timeout_s) for c in calls]

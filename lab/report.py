@@ -44,6 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from lab.paths import TEMPLATES_DIR
 
 MIME = "application/vnd.inference-lab.sources+json"
@@ -161,7 +163,13 @@ def banner_html(items: Iterable[Source]) -> str:
 
 
 def _call_records(run: Any) -> Iterator[Mapping[str, Any]]:
-    """Every call record a run holds, in any of its line files (calls, outcomes with their attempts)."""
+    """Every call record a run holds, in any of its line files (calls, outcomes with their attempts), or
+    in the Parquet file of an imported run (only the columns a label needs)."""
+    if run.columnar_path.exists():
+        frame = run.frame(["provider", "started_at", "status", "synthetic"])
+        frame["started_at"] = frame["started_at"].map(lambda t: None if t is pd.NaT else t.isoformat())
+        yield from frame.to_dict("records")
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # damage is the loading code's to report, not the label's
         for name in run.line_files():
@@ -242,6 +250,9 @@ def for_readers(nb: Any, title: str) -> Any:
     page.metadata["title"] = title
     cells = page.cells
     head = cells[:1] if cells and cells[0].cell_type == "markdown" else []
+    for cell in cells:  # the data box at the top shows every declaration once: not again where it was made
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if MIME not in o.get("data", {})]
     findings = [c for c in cells[len(head):] if FINDINGS_TAG in c.metadata.get("tags", [])]
     rest = [c for c in cells[len(head):] if FINDINGS_TAG not in c.metadata.get("tags", [])]
     page.cells = head + [new_markdown_cell(banner_html(declared(nb)))] + findings + rest

@@ -60,6 +60,70 @@ def latency_summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return out.reset_index()
 
 
+# --- intervals for every table: the one source of truth ----------------------------------------------------------
+
+def interval_summary(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = ("latency_ms",),
+                     percentiles: Iterable[float] = (50, 95, 99), *, confidence: float = 0.95) -> pd.DataFrame:
+    """Percentiles of the successful calls' values per group and metric, each with a distribution-free
+    interval (:func:`quantile_interval`: order statistics, ``scipy.stats.quantile_test``), whose coverage is
+    at least ``confidence`` at every n and for every continuous distribution. A bound that n cannot give
+    is -inf or +inf: print it as "unbounded" (:func:`fmt_interval`), never as a number.
+
+    One row per group, metric and percentile: the ``by`` columns, ``metric``, ``n``, ``percentile``,
+    ``estimate`` (``numpy.quantile``, linear), ``low``, ``high``, ``estimable`` (both bounds finite).
+    """
+    ok = df[df["status"].eq("ok")] if "status" in df else df
+    rows = []
+    for key, group in ok.groupby(list(by), sort=True, observed=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for metric in metrics:
+            values = np.sort(group[metric].to_numpy(float)) if metric in group else np.array([])
+            for pct in percentiles:
+                row = quantile_interval(values, pct / 100, confidence=confidence)
+                rows.append({**dict(zip(by, key)), "metric": metric, "n": int(row["n"]), "percentile": pct,
+                             "estimate": row["estimate"], "low": _bound(row["low"], -np.inf),
+                             "high": _bound(row["high"], np.inf), "estimable": bool(row["estimable"])})
+    return pd.DataFrame(rows, columns=[*by, "metric", "n", "percentile", "estimate", "low", "high", "estimable"])
+
+
+def _bound(value: float, missing: float) -> float:
+    return missing if math.isnan(value) else value
+
+
+def error_rates(df: pd.DataFrame, by: Sequence[str], *, confidence: float = 0.95) -> pd.DataFrame:
+    """Calls, errors and the error rate per group, with a Wilson interval
+    (``statsmodels.stats.proportion.proportion_confint``, ``method="wilson"``)."""
+    rows = []
+    for key, group in df.groupby(list(by), sort=True, observed=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        n, errors = len(group), int(group["status"].ne("ok").sum())
+        low, high = proportion_confint(errors, n, alpha=1 - confidence, method="wilson")
+        rows.append({**dict(zip(by, key)), "n": n, "errors": errors, "error_rate": errors / n if n else math.nan,
+                     "low": float(low), "high": float(high)})
+    return pd.DataFrame(rows, columns=[*by, "n", "errors", "error_rate", "low", "high"])
+
+
+def fmt_interval(estimate: float, low: float, high: float, spec: str = ",.0f") -> str:
+    """``"1,620 [1,580, 1,700]"``; a bound the data cannot give reads "unbounded"."""
+    def one(value: float) -> str:
+        return "unbounded" if not np.isfinite(value) else format(value, spec)
+    return f"{one(estimate)} [{one(low)}, {one(high)}]"
+
+
+def median_ratio(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95) -> pd.Series:
+    """median(y) / median(x) of two independent positive samples, with a distribution-free interval: each
+    median gets a :func:`quantile_interval` at ``1 - (1 - confidence) / 2``, so both hold together with
+    probability at least ``confidence`` (Bonferroni), and the ratio's bounds are y's low / x's high and
+    y's high / x's low. Cheap and conservative (coverage at least ``confidence``, in simulations near 1),
+    with "unbounded" bounds (-inf, +inf) where n cannot give one."""
+    level = 1 - (1 - confidence) / 2
+    mx, my = quantile_interval(x, 0.5, confidence=level), quantile_interval(y, 0.5, confidence=level)
+    low = my["low"] / mx["high"] if np.isfinite(my["low"]) and np.isfinite(mx["high"]) else -np.inf
+    high = my["high"] / mx["low"] if np.isfinite(my["high"]) and mx["low"] > 0 else np.inf
+    return pd.Series({"estimate": my["estimate"] / mx["estimate"], "low": low, "high": high,
+                      "n_x": int(mx["n"]), "n_y": int(my["n"])})
+
+
 # --- multiple testing ---------------------------------------------------------------------------------------------
 
 def holm(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:

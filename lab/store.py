@@ -23,7 +23,7 @@ import re
 import socket
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -34,7 +34,7 @@ import pandas as pd
 
 from lab import endpoints, lines
 from lab.lines import SKIPPED, DamagedLine, Where  # DamagedLine: callers import it from here
-from lab.records import CallRecord, records_frame
+from lab.records import CallRecord, records_frame, typed_frame
 
 
 def runs_dir() -> Path:
@@ -321,8 +321,25 @@ class Run:
         """Every readable record, in the order collected."""
         return list(self.index.values())
 
-    def frame(self) -> pd.DataFrame:
-        return records_frame(self.records())
+    @property
+    def columnar_path(self) -> Path:
+        """Where an imported run keeps its records: a Parquet file (see :func:`lab.io.import_run`)."""
+        return self.dir / "calls.parquet"
+
+    def frame(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Every record as a frame (:func:`lab.records.records_frame` columns, or only ``columns``), from
+        the run's call records or, for an imported run, its Parquet file (read column by column: an
+        import of millions of calls loads only what is asked for)."""
+        if self.columnar_path.exists():
+            import pyarrow.parquet as pq
+
+            if columns is not None:
+                return typed_frame(pq.read_table(self.columnar_path, columns=list(columns)).to_pandas())[list(columns)]
+            from lab.io.columns import to_frame
+
+            return to_frame(pq.read_table(self.columnar_path))
+        frame = records_frame(self.records())
+        return frame if columns is None else frame[list(columns)]
 
 
 def _manifest_problem(manifest: Any) -> str | None:

@@ -158,12 +158,13 @@ def test_hedge_on_ttft(pair):
     assert out.winner.provider == "openai" and out.attempts[0].error_type == "cancelled"
 
 
-@pytest.mark.parametrize("pair", [({"profile": LatencyProfile.fixed(ttft_ms=10, itl_ms=40, output_tokens=10)}, {})],
+@pytest.mark.parametrize("pair", [({"profile": LatencyProfile.fixed(ttft_ms=10, itl_ms=150, output_tokens=10)}, {})],
                          indirect=True)
 def test_hedge_on_ttft_does_not_fire_once_text_flows(pair):
     p, b = pair
-    # End to end the primary takes ~370 ms, far beyond the delay, but its first token is early.
-    out = run(hedge.hedge(PROMPT, primary_route(p), backup_route(b), delay_s=0.1, on="ttft"))
+    # End to end the primary takes ~1.5 s, far beyond the delay, but its first token comes at 10 ms:
+    # a 500 ms delay leaves a 50x margin for a busy machine.
+    out = run(hedge.hedge(PROMPT, primary_route(p), backup_route(b), delay_s=0.5, on="ttft"))
     assert out.winner.provider == "anthropic" and len(out.attempts) == 1
     assert b.requests == []
 

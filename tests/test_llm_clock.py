@@ -161,3 +161,14 @@ def test_a_retry_keeps_why_earlier_attempts_failed():
     assert [(e.error_type, e.http_status) for e in record.attempt_errors] == [("rate_limit", 429), ("overloaded", 529)]
     assert all(e.duration_ms >= 0 for e in record.attempt_errors)
     assert record.latency_ms >= sum(e.duration_ms for e in record.attempt_errors)
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_thinking_counts_as_the_first_token_but_not_as_the_first_text(provider):
+    profile = LatencyProfile.fixed(ttft_ms=30, itl_ms=10, output_tokens=5, thinking_tokens=6)
+    with Emulator(profile=profile) as emu:
+        record = llm.drain(llm.stream(PROMPT, max_tokens=64, **on(emu, provider))).record
+    assert record.ok and len(record.chunk_offsets_ms) == 11  # 6 thinking chunks, then 5 of text
+    assert record.ttft_ms == record.chunk_offsets_ms[0] < record.first_text_ms == record.chunk_offsets_ms[6]
+    assert 45 < record.first_text_ms - record.ttft_ms < 200  # six tokens 10 ms apart
+    assert record.text and record.output_tokens == 11

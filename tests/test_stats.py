@@ -251,3 +251,19 @@ def test_quantile_interval_counts_never_answered_requests_as_infinite():
     assert p95["estimate"] == 380 and p95["estimable"] and p95["high"] <= 390
     p99 = ls.quantile_interval(x, 0.99, method="inverted_cdf")
     assert p99["estimate"] == np.inf and p99["low"] == np.inf  # the p99 is a failure, with 95% confidence
+
+
+def test_median_ratio_covers_the_true_ratio_and_says_unbounded_when_n_is_too_small():
+    rng = np.random.default_rng(5)
+    true = 2.0  # lognormal medians exp(0) and exp(log 2)
+    hits = 0
+    for _ in range(300):
+        r = ls.median_ratio(rng.lognormal(0.0, 1.0, 40), rng.lognormal(math.log(true), 1.0, 25))
+        assert r["low"] <= r["estimate"] <= r["high"]
+        hits += r["low"] <= true <= r["high"]
+    assert hits / 300 >= 0.95  # at least 95% by construction (conservative: near 100%)
+    exact = ls.median_ratio([1.0, 2.0, 3.0] * 20, [2.0, 4.0, 6.0] * 20)
+    assert exact["estimate"] == pytest.approx(2.0) and (exact["n_x"], exact["n_y"]) == (60, 60)
+    tiny = ls.median_ratio([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])
+    assert tiny["low"] == -np.inf and tiny["high"] == np.inf
+    assert ls.fmt_interval(*tiny[["estimate", "low", "high"]], ".2f") == "2.00 [unbounded, unbounded]"

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 import traceback
 import warnings
 
 from lab import config
-from lab.cli import collect, imports, runs, tools
+from lab.cli import analyze, collect, imports, runs, tools
 from lab.cli.common import Parser, UsageError
 from lab.store import MissingRecord, RunBusy
 
-GROUPS = (tools, collect, runs, imports)
+GROUPS = (tools, collect, runs, imports, analyze)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,7 +40,8 @@ def _os_error(exc: OSError) -> str:
         errno.EDQUOT: "the disk quota is exceeded: free some space, then run the same command again",
         errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run the same command again",
         errno.EADDRINUSE: "the port is in use: choose another with --port",
-    }.get(exc.errno or 0, "check the path and try again")
+    }.get(exc.errno or 0, "check that the path exists and can be written (runs are kept in LAB_RUNS_DIR, else "
+          "./data/runs of the folder you work in)")
     return f"cannot use{where}: {exc.strerror or exc}; {advice}"
 
 
@@ -56,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = _warn_in_one_line
     try:
         return args.handler(args)
+    except BrokenPipeError:  # the reader left (`lab ... | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("lab: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

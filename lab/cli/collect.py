@@ -10,7 +10,7 @@ import zlib
 from typing import Any
 
 from lab import config
-from lab.cli.common import COUNT, RATE, SECONDS, SEED, USD, emulator_profile, run_id
+from lab.cli.common import COUNT, RATE, SECONDS, SEED, USD, emulator_profile, label, run_id
 
 
 def _argv(args: argparse.Namespace) -> str:
@@ -47,9 +47,8 @@ def _collect_experiment(args: argparse.Namespace, chosen: Any, window: str | Non
     from lab.store import Run
 
     run = Run(args.run)
-    urls = experiment.endpoints_of(chosen)
+    urls = {t.name: "emulator" for t in chosen.targets} if args.emulator else experiment.endpoints_of(chosen)
     if args.emulator:
-        urls = {name: "emulator" for name in urls}
         print(f"emulated targets ({args.emulator} profile unless a target names its own): answers are synthetic")
     calls = [c for slot in experiment.sessions(run, chosen, window) for c in experiment.plan(chosen, slot)]
     targets = {t.name: (t.provider, t.model, urls[t.name]) for t in chosen.targets}
@@ -137,7 +136,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     var = experiments.add_parser("variance",
                                  help="experiment 1: identical requests per time window and model")
-    var.add_argument("--window", required=True, help='window label, or "auto" for weekday, peak/off-peak and time')
+    var.add_argument("--window", type=label, required=True, help='window label, or "auto" for weekday, peak/off-peak and time')
     var.add_argument("--n", type=COUNT, default=50, help="calls per model")
     var.add_argument("--max-tokens", type=COUNT, default=256, help="max_tokens of each call")
     var.add_argument("--stream", action="store_true", help="also a streamed call per sample (time to first token)")
@@ -145,7 +144,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     run = experiments.add_parser("run", help="an experiment file: your targets and prompts, serial or open-loop")
     run.add_argument("file", metavar="EXPERIMENT.toml", help="the experiment file (see experiments/)")
-    run.add_argument("--window", help='a label for this collection, or "auto" for weekday, peak/off-peak and time')
+    run.add_argument("--window", type=label, help='a label for this collection, or "auto" for weekday, peak/off-peak and time')
     run.set_defaults(handler=_file)
 
     rev = experiments.add_parser("review",

@@ -67,12 +67,19 @@ def number(kind: type, *, minimum: float | None = None, above: float | None = No
     return parse
 
 
-COUNT = number(int, minimum=1, what="a whole number")
+COUNT = number(int, minimum=1, maximum=1_000_000, what="a whole number")
 SEED = number(int, minimum=0, what="a whole number")
 SECONDS = number(float, minimum=0, what="a number of seconds")
-RATE = number(float, above=0, what="a rate per second")
+RATE = number(float, above=0, maximum=100_000, what="a rate per second")
 USD = number(float, minimum=0, what="an amount in US dollars")
 PORT = number(int, minimum=1, maximum=65535, what="a TCP port")
+
+
+def label(value: str) -> str:
+    """A window or session label: one line of printable text."""
+    if not value.strip() or not value.isprintable() or len(value) > 200:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a label: use one line of up to 200 printable characters")
+    return value
 
 
 def emulator_profile(value: str) -> str:

@@ -24,7 +24,7 @@ def _import(args: argparse.Namespace) -> int:
     root = Path(args.root) if args.root else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DamagedLine)
-        source = io.import_run(path, args.run, args.format, root, mapping=_pairs(args.map))
+        source = io.import_run(path, args.run, args.format, root, mapping=_pairs(args.map), synthetic=args.synthetic)
     damaged = [w for w in caught if issubclass(w.category, DamagedLine)]
     for warning in damaged[:20]:
         print(f"lab: warning: {warning.message}", file=sys.stderr)
@@ -55,5 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--map", action="append", metavar="FIELD=COLUMN[:UNIT]",
                          help="csv: which column holds a record field, with the unit of a time (s, ms, us, ns); "
                               "repeat for each field, e.g. --map latency_ms=e2e_s:s")
+    command.add_argument("--synthetic", action="store_true",
+                         help="the tool measured an emulator or a test server: label the run SYNTHETIC")
     command.add_argument("--root", help="folder of runs (default: LAB_RUNS_DIR, else data/runs)")
     command.set_defaults(handler=_import)

@@ -213,10 +213,21 @@ def profile_set(spec: str | LatencyProfile | Mapping[str, LatencyProfile]) -> Pr
     return ProfileSet({"*": get_profile(spec)})
 
 
+READINGS = ("design", "stated")
+"""How many calls the report's "59 calls over 3,000 ms" is a share of. The report's text says 1,000
+(``"stated"``); its design, 5 windows x 2 models x 50 calls, makes 500 (``"design"``). Under the
+stated reading the fit leaves Sonnet's body nearly constant (log-scale sigma about 0.03), and the
+emulator then cannot produce the report's own 203 ms spread of Sonnet window medians; under the
+design reading it can. The profiles use the design reading (:data:`READING`); notebook 01 shows both."""
+READING = "design"
+
+
 @functools.cache
-def report_profiles() -> dict[str, LatencyProfile]:
-    """The fitted ``haiku`` and ``sonnet`` profiles (computed once per process)."""
-    return fit_report_profiles(REFERENCE_DIR / "experiment1_windows.csv", REFERENCE_DIR / "experiment1_aggregates.csv")
+def report_profiles(reading: str = READING) -> dict[str, LatencyProfile]:
+    """The fitted ``haiku`` and ``sonnet`` profiles under a reading of :data:`READINGS` (computed once per
+    process)."""
+    return fit_report_profiles(REFERENCE_DIR / "experiment1_windows.csv", REFERENCE_DIR / "experiment1_aggregates.csv",
+                               reading)
 
 
 @dataclass(frozen=True)
@@ -226,7 +237,7 @@ class _Targets:
     mean_tokens: float
 
 
-def _read_targets(windows_csv: Path, aggregates_csv: Path) -> _Targets:
+def _read_targets(windows_csv: Path, aggregates_csv: Path, reading: str) -> _Targets:
     with open(aggregates_csv, newline="") as f:
         agg = {row["name"]: float(row["value"]) for row in csv.DictReader(f)}
     with open(windows_csv, newline="") as f:
@@ -241,16 +252,21 @@ def _read_targets(windows_csv: Path, aggregates_csv: Path) -> _Targets:
             (sum(float(r["p95_ms"]) for r in mine) / len(mine), 0.95),
             *(((x, ((i + 0.5) / len(maxima)) ** (1 / per_window)) for i, x in enumerate(maxima))),
         ]
-    return _Targets(quantiles, agg["calls_over_3000ms"] / agg["n_calls"], agg["mean_output_tokens_under_2000ms"])
+    if reading not in READINGS:
+        raise ValueError(f"reading must be one of {', '.join(READINGS)}, not {reading!r}")
+    calls = agg["n_calls"] if reading == "stated" else per_window * len(rows)
+    return _Targets(quantiles, agg["calls_over_3000ms"] / calls, agg["mean_output_tokens_under_2000ms"])
 
 
-def fit_report_profiles(windows_csv: Path, aggregates_csv: Path) -> dict[str, LatencyProfile]:
-    """Fit the body + stall mixture to the report's figures (see the module docstring)."""
+def fit_report_profiles(windows_csv: Path, aggregates_csv: Path, reading: str = READING
+                        ) -> dict[str, LatencyProfile]:
+    """Fit the body + stall mixture to the report's figures (see the module docstring), the share of
+    slow calls read as :data:`READINGS` says."""
     import numpy as np
     from scipy.optimize import least_squares
     from scipy.special import expit, logit, ndtr
 
-    targets = _read_targets(windows_csv, aggregates_csv)
+    targets = _read_targets(windows_csv, aggregates_csv, reading)
     models = list(targets.quantiles)
     nodes, weights = np.polynomial.hermite_e.hermegauss(48)
     weights = weights / weights.sum()

@@ -52,7 +52,7 @@ from lab.variance import PROMPT
 EXPERIMENT = "hedging"
 OUTCOMES = "outcomes.jsonl"
 POLICIES = ("primary", "backup", "fallback", "hedge", "hedge_ttft")
-NAMES = ("healthy", "heavy_tail", "outage", "rate_limited", "correlated", "slow_backup")
+NAMES = ("healthy", "heavy_tail", "haiku_tail", "outage", "rate_limited", "correlated", "slow_backup")
 """The scenarios of :func:`scenarios`, in order (known without fitting the profiles)."""
 HISTORY = "history"
 HISTORY_SEED = 1_000  # added to the design's seed: the history arm's primary draws differ from every other arm's
@@ -133,6 +133,10 @@ def scenarios() -> dict[str, Scenario]:
         Scenario("heavy_tail", f"the primary stalls before its first token on {stall_share} of calls (the share "
                  f"fitted to the report's Haiku), stalled calls ending near the report's {REPORT_SLOWEST_MS:,.0f} ms",
                  heavy, body),
+        Scenario("haiku_tail", f"the primary stalls as fitted to the report's Haiku itself: on "
+                 f"{fitted['haiku'].stall_prob:.1%} of calls, by {fitted['haiku'].stall_median_ms / 1000:.1f} s "
+                 "at the median (the heavy tail's stalls end near a Sonnet call's length instead)",
+                 fitted["haiku"], body),
         Scenario("outage", f"the primary answers 529 overloaded to every request from {outage.start:.0%} to "
                  f"{outage.end:.0%} of the schedule", body, body, (outage,), delays_from="healthy"),
         Scenario("rate_limited", f"the primary's quota rejects {quota.probability:.0%} of requests: 429 with "

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,31 @@ def _success_ms(frame: pd.DataFrame) -> np.ndarray:
     return np.where(frame["status"].eq("ok").to_numpy(), frame["latency_ms"].to_numpy(float), np.inf)
 
 
+def _arrays(primary: pd.DataFrame, on: On) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The primary's success times, progress signal and failure times (ms; inf where they never happen)."""
+    if on not in ("latency", "ttft"):
+        raise ValueError(f"on must be 'latency' or 'ttft', not {on!r}")
+    baseline = _success_ms(primary)
+    progress = baseline
+    if on == "ttft":
+        if "ttft_ms" not in primary or primary["ttft_ms"].isna().all():
+            raise ValueError("on='ttft' needs the primary's ttft_ms, and it has none (not streamed?)")
+        ttft = primary["ttft_ms"].to_numpy(float)
+        progress = np.where(np.isnan(ttft), baseline, ttft)
+    failed_at = np.where(primary["status"].eq("ok").to_numpy(), np.inf,
+                         np.nan_to_num(primary["latency_ms"].to_numpy(float), nan=0.0))
+    return baseline, progress, failed_at
+
+
+def _hedge(baseline: np.ndarray, progress: np.ndarray, failed_at: np.ndarray, answered2: np.ndarray,
+           delay_ms: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The backup's start (inf: never started) and the hedged latency, per request; ``delay_ms`` may be
+    one number or one per row of a batch (broadcast over the leading axes)."""
+    delay = np.expand_dims(np.asarray(delay_ms, float), -1) if np.ndim(delay_ms) else float(delay_ms)
+    start = np.minimum(np.where(progress > delay, delay, np.inf), failed_at)
+    return start, np.minimum(baseline, start + answered2)
+
+
 def hedged_latency(primary: pd.DataFrame, backup: pd.DataFrame, delay_ms: float, *,
                    on: On = "latency") -> pd.DataFrame:
     """Hedge at ``delay_ms`` on two call-record frames paired by row position (see the module docstring).
@@ -52,20 +77,9 @@ def hedged_latency(primary: pd.DataFrame, backup: pd.DataFrame, delay_ms: float,
     """
     if len(primary) != len(backup):
         raise ValueError(f"primary and backup must be paired row by row: {len(primary)} != {len(backup)} rows")
-    if on not in ("latency", "ttft"):
-        raise ValueError(f"on must be 'latency' or 'ttft', not {on!r}")
-    baseline, answered2 = _success_ms(primary), _success_ms(backup)
-    progress = baseline
-    if on == "ttft":
-        if "ttft_ms" not in primary or primary["ttft_ms"].isna().all():
-            raise ValueError("on='ttft' needs the primary's ttft_ms, and it has none (not streamed?)")
-        ttft = primary["ttft_ms"].to_numpy(float)
-        progress = np.where(np.isnan(ttft), baseline, ttft)
-    failed_at = np.where(primary["status"].eq("ok").to_numpy(), np.inf,
-                         np.nan_to_num(primary["latency_ms"].to_numpy(float), nan=0.0))
-    start = np.minimum(np.where(progress > delay_ms, delay_ms, np.inf), failed_at)
+    baseline, progress, failed_at = _arrays(primary, on)
+    start, hedged = _hedge(baseline, progress, failed_at, _success_ms(backup), delay_ms)
     started = np.isfinite(start)
-    hedged = np.minimum(baseline, start + answered2)
     winner = np.where(np.isinf(hedged), None, np.where(baseline <= hedged, "primary", "backup"))
     return pd.DataFrame({"baseline_ms": baseline, "hedged_ms": hedged, "backup_started": started,
                          "backup_start_ms": np.where(started, start, np.nan), "winner": winner,
@@ -140,11 +154,18 @@ def compare(baseline_ms: np.ndarray, treated_ms: np.ndarray, started: np.ndarray
                                  confidence_level=confidence, n_resamples=n_resamples,
                                  batch=max(1, 250_000 // n), rng=np.random.default_rng(seed))
             low, high = ci.confidence_interval
-    baseline, treated = (np.quantile(x, q, method="inverted_cdf") for x in data[:2])
+    return _rows(data[0], data[1], point, low, high, q, n, confidence)
+
+
+def _rows(base: np.ndarray, treated: np.ndarray, point: np.ndarray, low: np.ndarray, high: np.ndarray,
+          q: np.ndarray, n: int, confidence: float) -> pd.DataFrame:
+    """compare()'s table from the statistic's point estimate and interval (reductions, then the shares)."""
+    k = len(q)
+    qb, qt = (np.quantile(x, q, method="inverted_cdf") for x in (base, treated))
     common = {"n": n, "extra_requests": point[k], "extra_low": low[k], "extra_high": high[k],
               "extra_cost": point[k + 1], "extra_cost_low": low[k + 1], "extra_cost_high": high[k + 1],
-              "failed_baseline": float(np.isinf(data[0]).mean()), "failed_hedged": float(np.isinf(data[1]).mean())}
-    return pd.DataFrame([{"q": q[j], "baseline_ms": baseline[j], "hedged_ms": treated[j], "reduction": point[j],
+              "failed_baseline": float(np.isinf(base).mean()), "failed_hedged": float(np.isinf(treated).mean())}
+    return pd.DataFrame([{"q": q[j], "baseline_ms": qb[j], "hedged_ms": qt[j], "reduction": point[j],
                           "reduction_low": low[j], "reduction_high": high[j], **common,
                           "estimable": n >= min_n_for_quantile(q[j], confidence=confidence)} for j in range(k)],
                         columns=COLUMNS[2:])
@@ -152,22 +173,51 @@ def compare(baseline_ms: np.ndarray, treated_ms: np.ndarray, started: np.ndarray
 
 def sweep(primary: pd.DataFrame, backup: pd.DataFrame, *, delay_percentiles: Sequence[float] = (50, 75, 90, 95, 99),
           quantiles: Sequence[float] = (0.5, 0.95, 0.99), on: On = "latency", confidence: float = 0.95,
-          n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """:func:`hedged_latency` at delays set to percentiles (``numpy.percentile``, linear, as
-    :class:`~lab.hedge.policies.RecentPercentile`) of the primary's successful latencies (TTFTs if
-    ``on="ttft"``), fixed as a deployed policy would take them from history; frames already paired.
-    One row per (delay percentile, quantile), as :func:`compare` of hedged against the primary alone,
-    the same resamples at every delay.
+          n_resamples: int = 2000, seed: int = 0, delay_from_data: bool = True) -> pd.DataFrame:
+    """Hedging at delays set to percentiles (``numpy.percentile``, linear, as
+    :class:`~lab.hedge.policies.RecentPercentile` uses for small samples) of the primary's successful
+    latencies (TTFTs if ``on="ttft"``); frames already paired. One row per (delay percentile, quantile),
+    as :func:`compare` of hedged against the primary alone.
+
+    The delay is estimated from the same calls the hedge is judged on, so with ``delay_from_data`` (the
+    default) every bootstrap resample estimates it again from its own primary calls: an interval that
+    held the delay fixed would ignore that uncertainty and cover too seldom. ``delay_from_data=False``
+    holds it at the full sample's value (right when the delay comes from other data, e.g. a history arm:
+    then pass that arm's delay to :func:`hedged_latency` and :func:`compare` instead).
     """
-    signal = primary.loc[primary["status"].eq("ok"), "ttft_ms" if on == "ttft" else "latency_ms"].dropna()
-    if signal.empty:
+    baseline, progress, failed_at = _arrays(primary, on)
+    ok = primary["status"].eq("ok").to_numpy()
+    measured = primary["ttft_ms"].to_numpy(float) if on == "ttft" else baseline
+    signal = np.where(ok, measured, np.nan)  # the delay comes from successful calls that measured the signal
+    if np.isnan(signal).all():
         raise ValueError(f"no successful primary call with a {on} to set the delay from")
+    answered2, extra, base_cost = _success_ms(backup), _cost(backup), _cost(primary)
+    q, k, n = np.asarray(quantiles, float), len(quantiles), len(primary)
     frames = []
     for pct in delay_percentiles:
-        delay = float(np.percentile(signal.to_numpy(float), pct))
-        sim = hedged_latency(primary, backup, delay, on=on)
-        result = compare(sim["baseline_ms"], sim["hedged_ms"], sim["backup_started"], sim["extra_cost_usd"],
-                         _cost(primary), quantiles=quantiles, confidence=confidence, n_resamples=n_resamples,
-                         seed=seed)
-        frames.append(result.assign(delay_pct=pct, delay_ms=delay))
+        delay = float(np.nanpercentile(signal, pct))
+
+        def statistic(base, prog, fail, sig, ans2, cost2, cost1, axis=-1, pct=pct, delay=delay):
+            d = np.nanpercentile(sig, pct, axis=axis) if delay_from_data else delay
+            start, hedged = _hedge(base, prog, fail, ans2, d)
+            started = np.isfinite(start)
+            qb, qt = (np.quantile(x, q, axis=axis, method="inverted_cdf") for x in (base, hedged))
+            shares = (np.mean(started, axis=axis),
+                      np.sum(np.where(started, cost2, 0.0), axis=axis) / np.sum(cost1, axis=axis))
+            return np.concatenate([1 - qt / qb, *(np.expand_dims(x, 0) for x in shares)])
+
+        data = (baseline, progress, failed_at, signal, answered2, extra, base_cost)
+        start, hedged = _hedge(baseline, progress, failed_at, answered2, delay)
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN resample of the signal: NaN interval
+            point = statistic(*data)
+            low, high = np.full(k + 2, np.nan), np.full(k + 2, np.nan)
+            if n >= 2:
+                ci = stats.bootstrap(data, statistic, paired=True, vectorized=True, method="percentile",
+                                     confidence_level=confidence, n_resamples=n_resamples,
+                                     batch=max(1, 250_000 // n), rng=np.random.default_rng(seed))
+                low, high = ci.confidence_interval
+        frames.append(_rows(baseline, hedged, point, low, high, q, n, confidence).assign(delay_pct=pct,
+                                                                                          delay_ms=delay))
     return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)

@@ -79,9 +79,10 @@ def inspect(path: str | Path, format: str | None = None, *, mapping: Mapping[str
 
 
 def import_run(path: str | Path, run_id: str, format: str | None = None, root: str | Path | None = None, *,
-               mapping: Mapping[str, str] | None = None) -> Source:
+               mapping: Mapping[str, str] | None = None, synthetic: bool = False) -> Source:
     """Store a source as run ``run_id``: ``calls.parquet`` (the records, chunk offsets as a list
-    column) and a manifest (experiment ``import``, not synthetic, the source's format, file name,
+    column) and a manifest (experiment ``import``, not synthetic unless ``synthetic`` says the tool
+    measured an emulator or a test server, the source's format, file name,
     size and SHA-256, the fields it lacked, the import time as ``started_at`` and ``imported_at``,
     the first and last call's start as ``calls_started``/``calls_ended``). The run must not exist yet."""
     path = Path(path)
@@ -93,11 +94,12 @@ def import_run(path: str | Path, run_id: str, format: str | None = None, root: s
             if run.exists:
                 raise ValueError(f"run {run_id!r} already exists in {run.dir}: choose another --run")
             tally = _Tally()
-            _write_calls(run, _batches(path, name, mapping, tally, run_id=run_id, experiment="import"))
+            _write_calls(run, _batches(path, name, mapping, tally, run_id=run_id, experiment="import",
+                                       synthetic=synthetic))
             source = tally.source(path, name, getattr(fmt, "PLACEHOLDERS", ()))
             if not source.rows:
                 raise ValueError(f"{path} holds no calls as {name} reads them: check --format")
-            run.write_manifest(_manifest(run_id, path, source, tally, mapping))
+            run.write_manifest({**_manifest(run_id, path, source, tally, mapping), "synthetic": synthetic})
     except BaseException:
         if created and not run.exists:
             shutil.rmtree(run.dir, ignore_errors=True)
@@ -151,10 +153,10 @@ def _format(path: Path, format: str | None, mapping: Mapping[str, str] | None) -
 
 
 def _batches(path: Path, format: str | None, mapping: Mapping[str, str] | None, tally: _Tally, *,
-             run_id: str | None = None, experiment: str | None = None) -> Iterator[pa.Table]:
+             run_id: str | None = None, experiment: str | None = None, synthetic: bool = False) -> Iterator[pa.Table]:
     """Conformed record batches with the importer's bookkeeping: ``endpoint`` ``<format>:<file>``
     (unless the format names one), ``sample`` the record's index in the source, ``experiment``
-    the format (or ``import``), ``run_id``, and ``synthetic`` false."""
+    the format (or ``import``), ``run_id``, and ``synthetic`` (false unless told)."""
     name, fmt = _format(path, format, mapping)
     raw = fmt.batches(path, mapping) if name == "csv" else fmt.batches(path)
     sample = 0
@@ -167,7 +169,7 @@ def _batches(path: Path, format: str | None, mapping: Mapping[str, str] | None, 
             "experiment": pc.coalesce(table["experiment"], pa.scalar(name)) if experiment is None
             else cols.constant(experiment, rows),
             "run_id": table["run_id"] if run_id is None else cols.constant(run_id, rows),
-            "synthetic": cols.constant(False, rows),
+            "synthetic": cols.constant(synthetic, rows),
         }
         for column, values in fill.items():
             table = table.set_column(table.schema.get_field_index(column), column,

@@ -1,0 +1,71 @@
+"""``lab proxy``: see every call an application makes, and fall back or hedge by a policy file."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from lab.cli.common import PORT, number, run_id
+
+DEFAULT_PORT = 8788
+SECONDS_ABOVE_0 = number(float, above=0, what="a number of seconds")
+GRACE = number(float, minimum=0, what="a number of seconds")
+
+
+def upstream_url(value: str) -> str:
+    """An upstream base URL, as the SDKs take it."""
+    from lab.proxy.policy import PolicyError, check_url
+
+    try:
+        return check_url(value)
+    except PolicyError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def label(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,99}", value):
+        raise argparse.ArgumentTypeError(f"invalid label {value[:120]!r}: use 1 to 100 letters, digits, '.', '_', "
+                                         "':', '+' or '-', starting with a letter or digit")
+    return value
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    from lab.proxy import serve
+    from lab.redact import redact
+
+    serve(args.run, anthropic_upstream=args.anthropic_upstream, openai_upstream=args.openai_upstream,
+          policy=args.policy, host=args.host or "127.0.0.1", port=args.port, label=args.label,
+          record_text=args.record_text, timeout_s=args.timeout, grace_s=args.grace, allow_remote=args.host is not None,
+          command=redact(" ".join(["lab", *args.argv])) or "lab proxy")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from lab.proxy.policy import DEFAULT_TIMEOUT_S, DEFAULT_URLS
+    from lab.proxy.server import DEFAULT_GRACE_S
+
+    proxy = commands.add_parser(
+        "proxy", help="record every call your application makes (and fall back or hedge by a policy)",
+        description="A local pass-through for the Anthropic and OpenAI APIs: point ANTHROPIC_BASE_URL at "
+                    "http://127.0.0.1:PORT and OPENAI_BASE_URL at http://127.0.0.1:PORT/v1; every call is forwarded "
+                    "with your own credentials, streamed back as it arrives, and recorded in RUN (no key, no prompt "
+                    "or answer text unless --record-text). Stop it with Ctrl-C or SIGTERM.")
+    proxy.add_argument("--run", type=run_id, required=True, help="the run to record into (created if new)")
+    proxy.add_argument("--port", type=PORT, default=DEFAULT_PORT, help="TCP port to listen on, 1 to 65535")
+    proxy.add_argument("--host", default=None,
+                       help="address to listen on (default: 127.0.0.1; anything beyond loopback exposes your "
+                            "traffic and keys, so it must be asked for here)")
+    proxy.add_argument("--anthropic-upstream", type=upstream_url, default=DEFAULT_URLS["anthropic"], metavar="URL",
+                       help="where Anthropic requests go, as ANTHROPIC_BASE_URL takes it")
+    proxy.add_argument("--openai-upstream", type=upstream_url, default=DEFAULT_URLS["openai"], metavar="URL",
+                       help="where OpenAI requests go, as OPENAI_BASE_URL takes it")
+    proxy.add_argument("--policy", metavar="FILE.toml",
+                       help="routes, fallback, hedging and shadow mode (see experiments/proxy-policy.toml)")
+    proxy.add_argument("--label", type=label, help="this session's window in the run (default: its start time)")
+    proxy.add_argument("--record-text", action="store_true",
+                       help="keep each answer's text in its record (prompts are never kept, only a hash)")
+    proxy.add_argument("--timeout", type=SECONDS_ABOVE_0, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                       help="each upstream attempt's deadline, unless its route sets timeout_s")
+    proxy.add_argument("--grace", type=GRACE, default=DEFAULT_GRACE_S, metavar="SECONDS",
+                       help="on SIGTERM, how long answers in flight may take to finish before they are cut")
+    proxy.set_defaults(handler=_proxy)

@@ -1,0 +1,233 @@
+"""Simulated coverage of the intervals the notebooks print: how often each interval, at the n it is
+used at, holds the true value when the data come from the emulator's fitted profiles (where the
+truth is known).
+
+:func:`coverage` draws ``replications`` samples, builds the interval on each and counts how often it
+holds the truth, with an exact (Clopper-Pearson) interval for that share
+(:func:`lab.stats.rejection_rate`); :func:`tally` does the same for several intervals built from one
+sample, and counts the misses on each side (an interval that misses lopsidedly is biased, not only
+narrow). :func:`draw_latency` draws a profile's latencies with numpy, fast enough for millions;
+:func:`truths` takes the true values from one very large sample. :func:`notebook_table` checks
+every interval the notebooks print, each check kept in the run ``simulations``
+(:func:`lab.simulations.cached`), so a replay reads it back instead of simulating again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from lab import compare as compare_module
+from lab import simulations, stats
+from lab.emulator.profiles import READING, LatencyProfile, report_profiles
+from lab.hedge import simulate
+
+Interval = tuple[float, float]
+BAND = (0.94, 0.965)
+"""Coverage a two-sided 95% interval should show in simulation: near 95%, and not so wide that it wastes data."""
+VERSION = 1
+"""Bump when a check's code changes: a new version is a new cache key, simulated again."""
+
+
+# --- drawing from a profile ------------------------------------------------------------------------------------------
+
+def draw_latency(profile: LatencyProfile, rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
+    """Total latencies (ms) of ``profile``: the model of :meth:`LatencyProfile.draw` (one lognormal factor
+    on TTFT and inter-token time, a normal token count of at least 1, a lognormal stall with probability
+    ``stall_prob``), drawn with ``numpy.random.Generator`` over a whole array at once."""
+    factor = np.exp(profile.sigma * rng.standard_normal(size))
+    tokens = np.maximum(1, np.round(rng.normal(profile.output_tokens, profile.tokens_sd, size)))
+    stalled = rng.random(size) < profile.stall_prob
+    stall = np.where(stalled, profile.stall_median_ms * np.exp(profile.stall_sigma * rng.standard_normal(size)), 0.0)
+    return profile.ttft_ms * factor + stall + (profile.thinking_tokens + tokens) * profile.itl_ms * factor
+
+
+def light(profile: LatencyProfile) -> LatencyProfile:
+    """The profile without its stalls (its body alone): the light-tailed backup of the hedging checks."""
+    return dataclasses.replace(profile, name=f"{profile.name} body", stall_prob=0.0)
+
+
+# --- counting coverage --------------------------------------------------------------------------------------------
+
+def tally(draw: Callable[[np.random.Generator, int], tuple], intervals: Callable[..., Mapping[str, Interval]],
+          truth: Mapping[str, float], *, n: int, replications: int, seed: int = 0,
+          confidence: float = 0.95) -> pd.DataFrame:
+    """Coverage of several intervals built from the same samples: ``draw(rng, n)`` returns one
+    replication's samples, ``intervals(*samples)`` a {name: (low, high)} (an infinite bound is
+    "unbounded", so a one-sided interval counts its one bound), ``truth`` the true value per name.
+
+    One row per name: ``covered`` (low <= truth <= high), ``below`` (the whole interval below the
+    truth), ``above``, and ``coverage`` with its exact interval (``low``, ``high``) by
+    :func:`lab.stats.rejection_rate` at ``confidence``. A NaN bound (no interval) counts as a miss on
+    neither side.
+    """
+    rng = np.random.default_rng(seed)
+    counts = {name: np.zeros(3, int) for name in truth}
+    for _ in range(replications):
+        for name, (low, high) in intervals(*draw(rng, n)).items():
+            value = truth[name]
+            counts[name] += (low <= value <= high, high < value, low > value)
+    rows = []
+    for name, (covered, below, above) in counts.items():
+        rate, low, high = stats.rejection_rate(int(covered), replications, confidence=confidence)
+        rows.append({"interval": name, "n": n, "replications": replications, "covered": int(covered),
+                     "below": int(below), "above": int(above), "coverage": rate, "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def coverage(draw: Callable[[np.random.Generator, int], tuple], interval: Callable[..., Interval], truth: float, *,
+             n: int, replications: int, seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Share of ``replications`` intervals ``interval(*draw(rng, n))`` that hold ``truth``, with its exact
+    interval (see :func:`tally`)."""
+    row = tally(draw, lambda *s: {"": interval(*s)}, {"": truth}, n=n, replications=replications, seed=seed,
+                confidence=confidence).iloc[0]
+    return float(row["coverage"]), float(row["low"]), float(row["high"])
+
+
+def order_statistic_coverage(n: int, p: float, *, confidence: float = 0.95) -> float:
+    """The exact coverage of :func:`lab.stats.quantile_interval` for the p-quantile at n, for any continuous
+    distribution: the order statistics ``scipy.stats.quantile_test`` picks, and the chance
+    (``scipy.stats.binom``) that the count below the quantile falls between them."""
+    ci = scipy_stats.quantile_test(np.arange(n, dtype=float), p=p).confidence_interval(confidence)
+    first = int(ci.low) + 1 if np.isfinite(ci.low) else 0        # 1-based rank of the lower bound (0: none)
+    last = int(ci.high) + 1 if np.isfinite(ci.high) else n + 1   # of the upper bound (n + 1: none)
+    below = scipy_stats.binom(n, p)
+    return float(below.cdf(last - 1) - below.cdf(first - 1))
+
+
+# --- the notebooks' intervals -------------------------------------------------------------------------------------
+
+def truths(reading: str = READING, *, size: int = 4_000_000, seed: int = 0) -> dict[str, Any]:
+    """True values under the fitted profiles of ``reading``, from one sample of ``size`` calls per
+    profile: per model the 50th, 95th and 99th percentiles (``numpy.quantile``); Sonnet's median minus and
+    over Haiku's; P(Sonnet slower than Haiku); and, for hedging the Haiku profile at its own p95 with its
+    stall-free body as the backup, the reduction of the 99th percentile (at the 95th it is 0 by construction:
+    hedging at the p95 only changes calls above it, and they stay above it)."""
+    rng = np.random.default_rng(seed)
+    profiles = report_profiles(reading)
+    x, y = (np.sort(draw_latency(profiles[m], rng, size)) for m in ("haiku", "sonnet"))
+    q = {m: dict(zip(("p50", "p95", "p99"), np.quantile(v, (0.5, 0.95, 0.99)).tolist()))
+         for m, v in (("haiku", x), ("sonnet", y))}
+    slower = float(np.searchsorted(x, y, side="left").sum() / size / size)  # P(Y > X), continuous
+    backup = draw_latency(light(profiles["haiku"]), rng, size)
+    primary = rng.permutation(x)
+    delay = q["haiku"]["p95"]
+    hedged = np.where(primary > delay, np.minimum(primary, delay + backup), primary)
+    cut = {"hedge p99 reduction": float(1 - np.quantile(hedged, 0.99) / np.quantile(primary, 0.99))}
+    return {"quantiles": q, "difference": q["sonnet"]["p50"] - q["haiku"]["p50"],
+            "ratio": q["sonnet"]["p50"] / q["haiku"]["p50"], "p_b_slower": slower, **cut}
+
+
+def _order_statistics(profile: LatencyProfile, percentiles: tuple[float, ...]):
+    def draw(rng, n):
+        return (draw_latency(profile, rng, n),)
+
+    def intervals(x):
+        out = {}
+        for pct in percentiles:
+            row = stats.quantile_interval(x, pct / 100)
+            low, high = (b if np.isfinite(b) else (-math.inf if i == 0 else math.inf)
+                         for i, b in enumerate((row["low"], row["high"])))
+            out[f"p{pct:g}"] = (low, high)
+        return out
+    return draw, intervals
+
+
+def _pair(profiles: Mapping[str, LatencyProfile]):
+    return lambda rng, n: (draw_latency(profiles["haiku"], rng, n), draw_latency(profiles["sonnet"], rng, n))
+
+
+def _compare_intervals(x, y):
+    e = compare_module.compare(x, y, n_power=1).effects
+    return {name: (e[f"{name}_low"], e[f"{name}_high"]) for name in ("median_difference", "median_ratio", "p_b_slower")}
+
+
+def _wilson(n_rate: float):
+    def draw(rng, n):
+        return (rng.random(n) < n_rate,)
+
+    def intervals(failed):
+        frame = pd.DataFrame({"g": 0, "status": np.where(failed, "error", "ok")})
+        row = stats.error_rates(frame, ["g"]).iloc[0]
+        return {"error rate": (row["low"], row["high"])}
+    return draw, intervals
+
+
+def _hedging(profile: LatencyProfile, delay_from_data: bool):
+    backup_profile = light(profile)
+
+    def draw(rng, n):
+        frames = [pd.DataFrame({"status": "ok", "latency_ms": draw_latency(p, rng, n), "cost_usd": 1.0})
+                  for p in (profile, backup_profile)]
+        return tuple(frames)
+
+    def intervals(primary, backup):
+        rows = simulate.sweep(primary, backup, delay_percentiles=(95,), quantiles=(0.99,),
+                              delay_from_data=delay_from_data)
+        return {f"hedge p{round(r.q * 100)} reduction": (r.reduction_low, r.reduction_high) for r in rows.itertuples()}
+    return draw, intervals
+
+
+def _check(kind: str, reading: str, n: int, replications: int, seed: int, **options: Any) -> pd.DataFrame:
+    """One check of :func:`notebook_table`, simulated (uncached)."""
+    profiles = report_profiles(reading)
+    truth = simulations.cached(f"true values {VERSION}", {"reading": reading}, truths)
+    if kind == "order statistics":
+        model = options["model"]
+        draw, intervals = _order_statistics(profiles[model], tuple(options["percentiles"]))
+        want = {f"p{p:g}": truth["quantiles"][model][f"p{p:g}"] for p in options["percentiles"]}
+    elif kind == "compare":
+        draw, intervals = _pair(profiles), _compare_intervals
+        want = {"median_difference": truth["difference"], "median_ratio": truth["ratio"],
+                "p_b_slower": truth["p_b_slower"]}
+    elif kind == "median_ratio":
+        draw = _pair(profiles)
+        intervals = lambda x, y: {"median_ratio": tuple(stats.median_ratio(x, y)[["low", "high"]])}  # noqa: E731
+        want = {"median_ratio": truth["ratio"]}
+    elif kind == "wilson":
+        draw, intervals = _wilson(options["rate"])
+        want = {"error rate": options["rate"]}
+    elif kind == "hedging":
+        draw, intervals = _hedging(profiles["haiku"], options["delay_from_data"])
+        want = {"hedge p99 reduction": truth["hedge p99 reduction"]}
+    else:
+        raise ValueError(f"unknown check {kind!r}")
+    return tally(draw, intervals, want, n=n, replications=replications, seed=seed).assign(truth=lambda f: f[
+        "interval"].map(want))
+
+
+CHECKS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
+    # (what the notebooks print, check, n, options)
+    ("Haiku latency percentiles, per window", "order statistics", 50, {"model": "haiku", "percentiles": [50, 95]}),
+    ("Sonnet latency percentiles, per window", "order statistics", 50, {"model": "sonnet", "percentiles": [50, 95]}),
+    ("Haiku percentiles, pooled", "order statistics", 250, {"model": "haiku", "percentiles": [50, 95, 99]}),
+    ("Sonnet percentiles, pooled", "order statistics", 250, {"model": "sonnet", "percentiles": [50, 95, 99]}),
+    ("Sonnet against Haiku, lab.compare", "compare", 250, {}),
+    ("median ratio, distribution-free (lab.stats.median_ratio)", "median_ratio", 100, {}),
+    ("error rate at 2%, Wilson", "wilson", 200, {"rate": 0.02}),
+    ("hedging at the primary's p95, delay re-estimated per resample", "hedging", 400, {"delay_from_data": True}),
+    ("hedging at the primary's p95, delay held fixed", "hedging", 400, {"delay_from_data": False}),
+)
+
+
+def notebook_table(reading: str = READING, *, replications: int = 2000, seed: int = 0,
+                   checks: tuple[tuple[str, str, int, dict[str, Any]], ...] = CHECKS) -> pd.DataFrame:
+    """Every check of ``checks`` at ``replications``, each read from the run ``simulations`` or simulated once
+    and kept there (:func:`lab.simulations.cached`, keyed by the check, the reading, n, replications, seed
+    and :data:`VERSION`). One row per interval: what it is, ``n``, ``truth``, the counts of :func:`tally`,
+    ``coverage`` with ``low`` and ``high``, and ``one_sided`` (the upper bound is unbounded at this n)."""
+    frames = []
+    for label, kind, n, options in checks:
+        params = {"kind": kind, "reading": reading, "n": n, "replications": replications, "seed": seed, **options}
+        frames.append(simulations.cached(f"coverage {VERSION}", params, _check).assign(check=label, kind=kind))
+    out = pd.concat(frames, ignore_index=True)
+    percentile = out["interval"].str.extract(r"^p(\d+)$", expand=False).astype(float)
+    out["one_sided"] = [kind == "order statistics" and not stats.quantile_estimable(n, p / 100)
+                        for kind, n, p in zip(out["kind"], out["n"], percentile)]
+    return out

@@ -1,0 +1,30 @@
+"""``lab proxy``: a local pass-through between an application and its providers that records every
+call, and can fall back and hedge.
+
+An application changes only its base URLs (``ANTHROPIC_BASE_URL=http://127.0.0.1:PORT``,
+``OPENAI_BASE_URL=http://127.0.0.1:PORT/v1``); the proxy forwards each request with the caller's
+own credentials to the upstream its route names, streams the reply back event by event as it
+arrives, and records every upstream attempt (winner, loser or shadow) as a call record in a run,
+off the response's critical path. ``lab analyze RUN`` then reads it like any other run.
+
+Modules, one concern each:
+
+* :mod:`~lab.proxy.wire`: the two APIs as the proxy reads them (paths, events, usage, errors);
+* :mod:`~lab.proxy.translate`: Anthropic <-> OpenAI, plain text chat only;
+* :mod:`~lab.proxy.policy`: the TOML policy file (upstreams, routes, fallback, hedge, shadow);
+* :mod:`~lab.proxy.forward`: one upstream attempt, timed as :mod:`lab.llm` times a call;
+* :mod:`~lab.proxy.engine`: the policies at run time (who gets the caller, the budget, the delays);
+* :mod:`~lab.proxy.record`: attempts into call records, written by the run's batched writer;
+* :mod:`~lab.proxy.server`: the aiohttp server, :class:`Proxy` (in process) and :func:`serve` (the command).
+
+In process, as the tests use it::
+
+    with Emulator("fixed") as emu, Proxy("my-run", anthropic_upstream=emu.url_for("anthropic"),
+                                         openai_upstream=emu.url_for("openai")) as proxy:
+        client = anthropic.Anthropic(base_url=proxy.url_for("anthropic"), api_key=...)
+"""
+
+from lab.proxy.policy import Policy, PolicyError, default_policy, load, parse
+from lab.proxy.server import Proxy, serve
+
+__all__ = ["Policy", "PolicyError", "Proxy", "default_policy", "load", "parse", "serve"]
