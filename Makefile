@@ -40,9 +40,13 @@ lock:
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
 	rm -rf .lock-venv
 
-## Run by hand; results go in the issue note, not in pass/fail tests.
+## Run by hand on a quiet machine; results go in the issue note, not in pass/fail tests.
 benchmark: $(STAMP)
-	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python -m benchmarks.clock
+	$(BIN)/python -m benchmarks.emulator
+	$(BIN)/python -m benchmarks.openloop
+	$(BIN)/python -m benchmarks.proxy
+	$(BIN)/python -m benchmarks.import_scale
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

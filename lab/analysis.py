@@ -13,6 +13,7 @@ with the run's id and renders it like the other notebooks: findings first, code 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -92,9 +93,13 @@ class Analysis:
         flags = self.frame["synthetic"].astype(bool)
         return "SYNTHETIC" if flags.all() else "REAL" if not flags.any() else "MIXED"
 
+    @functools.cached_property
+    def _percentiles(self) -> pd.DataFrame:
+        return stats.interval_summary(self.frame, self.groups, list(self.metrics), PERCENTILES)
+
     def percentiles(self) -> pd.DataFrame:
         """One row per group, metric and percentile, with its interval (:func:`lab.stats.interval_summary`)."""
-        return stats.interval_summary(self.frame, self.groups, list(self.metrics), PERCENTILES)
+        return self._percentiles.copy()
 
     def percentile_table(self) -> pd.DataFrame:
         """The percentiles as text, "estimate [low, high]", one column per metric and percentile."""
@@ -114,8 +119,8 @@ class Analysis:
         return table.merge(kinds.rename("error types").reset_index(), on=self.groups, how="left").fillna(
             {"error types": ""})[[*self.groups, "n", "errors", "error rate", "error types"]]
 
-    def pairs(self) -> list[tuple[str, str, dict, compare.Comparison]]:
-        """Every pair of targets, compared per task (and window) on every metric."""
+    @functools.cached_property
+    def _pairs(self) -> list[tuple[str, str, dict, compare.Comparison]]:
         found = []
         by = [g for g in self.groups if g != "target"]
         for a, b in itertools.combinations(sorted(self.frame["target"].unique()), 2):
@@ -123,6 +128,10 @@ class Analysis:
             for where, result in compare.compare_frames(left, right, by=by, metrics=list(self.metrics), names=(a, b)):
                 found.append((a, b, where, result))
         return found
+
+    def pairs(self) -> list[tuple[str, str, dict, compare.Comparison]]:
+        """Every pair of targets, compared per task (and window) on every metric (computed once)."""
+        return self._pairs
 
     def pair_table(self) -> pd.DataFrame:
         rows = []

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab.store import Run
+from lab.store import Run, now
 
 RUN_ID = "simulations"
 RESULTS = "results.jsonl"
@@ -36,7 +36,7 @@ def cached(name: str, params: Mapping[str, Any], compute: Callable[..., Any], *,
             return _decode(entry["result"])
     result = compute(**params)
     if not run.exists:
-        run.write_manifest({"run_id": run.id, "experiment": "simulations", "synthetic": True,
+        run.write_manifest({"run_id": run.id, "experiment": "simulations", "started_at": now(), "synthetic": True,
                             "description": "results of simulations, keyed by name and parameters"})
     run.append_line({"key": digest, "name": name, "params": params, "result": _encode(result)}, RESULTS)
     return result

@@ -24,7 +24,7 @@ from anthropic.lib._parse._transform import transform_schema
 
 from lab.emulator import PROFILE_NAMES, Emulator, FaultRule, LatencyProfile, json_from_schema, report_profiles
 from lab.emulator.content import ChatRequest, UnsupportedSchema, split_tokens, synthetic_text, synthetic_thinking
-from lab.emulator.profiles import REFERENCE_DIR, _read_targets, profile_set, request_rng
+from lab.emulator.profiles import READING, READINGS, REFERENCE_DIR, _read_targets, profile_set, request_rng
 
 HAIKU, SONNET, GPT = "claude-haiku-4-5", "claude-sonnet-4-6", "gpt-4o-mini"
 PROMPT = [{"role": "user", "content": "Explain in 2-3 sentences why infrastructure reliability matters."}]
@@ -540,7 +540,8 @@ def test_named_profile_sets():
 
 
 def test_report_fit_acceptance():
-    targets = _read_targets(REFERENCE_DIR / "experiment1_windows.csv", REFERENCE_DIR / "experiment1_aggregates.csv")
+    targets = _read_targets(REFERENCE_DIR / "experiment1_windows.csv", REFERENCE_DIR / "experiment1_aggregates.csv",
+                            READING)
     over = 0
     for model, profile in report_profiles().items():
         draws = [profile.draw(request_rng(0, model, str(i)), 256) for i in range(1000)]
@@ -554,7 +555,17 @@ def test_report_fit_acceptance():
         tokens = np.array([d.output_tokens for d in draws])
         stalled = np.array([d.stall_ms > 0 for d in draws])
         assert abs(tokens[stalled].mean() - tokens[~stalled].mean()) < 3  # slow calls carry no more tokens
-    assert 10 <= over <= 60
+    expected = targets.over_share * 500  # 59 of 500 under the design reading
+    assert abs(over - expected) < 4 * np.sqrt(expected)
+
+
+def test_the_two_readings_of_the_slow_share():
+    windows, aggregates = REFERENCE_DIR / "experiment1_windows.csv", REFERENCE_DIR / "experiment1_aggregates.csv"
+    shares = {reading: _read_targets(windows, aggregates, reading).over_share for reading in READINGS}
+    assert shares == {"design": 59 / 500, "stated": 59 / 1000}
+    assert report_profiles("stated")["sonnet"].sigma < report_profiles("design")["sonnet"].sigma / 2
+    with pytest.raises(ValueError, match="reading must be one of"):
+        _read_targets(windows, aggregates, "guess")
 
 
 def test_synthetic_text_tokens():

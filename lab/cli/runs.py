@@ -68,6 +68,11 @@ def tally(run: Any) -> Tally:
                 found.records += 1
                 found.errors += not ok
                 found.synthetic += synthetic
+        if run.columnar_path.exists():  # an imported run: its records are in Parquet
+            frame = run.frame(["status", "synthetic"])
+            found.records += len(frame)
+            found.errors += int(frame["status"].ne("ok").sum())
+            found.synthetic += int(frame["synthetic"].fillna(False).astype(bool).sum())
     return found
 
 
