@@ -11,7 +11,9 @@ for both arms). Requests are streamed Anthropic Messages calls.
    and to the first content event. Goal: under 1 ms at the median and 5 ms at p99 at 8.
 2. Sustained rate: profile ``instant``; open-loop steps of 4 s at rising rates, direct and through
    the proxy. A rate is sustained when every request succeeds, the requests finish at the offered
-   rate (98 %) and the p99 response time from the planned send stays under 100 ms.
+   rate (98 %) and the p99 response time from the planned send stays under 250 ms (past its
+   capacity a server's queue grows, and with it the response time, to seconds; below it, a
+   shared machine's hiccups stay well under that).
 
 This machine is shared: the script prints the load average before and after.
 """
@@ -134,7 +136,7 @@ async def open_loop(base_url: str, rate: float, seconds: float) -> tuple[bool, s
         elapsed = time.perf_counter() - began - 0.2
     p99 = float(np.percentile(times, 99)) * 1e3
     achieved = n / elapsed
-    ok = failures == 0 and achieved >= 0.98 * rate and p99 < 100
+    ok = failures == 0 and achieved >= 0.98 * rate and p99 < 250
     return ok, f"achieved {achieved:7.1f}/s, p99 from planned send {p99:8.1f} ms, failures {failures}"
 
 

@@ -18,8 +18,8 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import nbformat
 import numpy as np
 import pandas as pd
 
@@ -261,8 +261,10 @@ configured latencies, not a provider."""),
 ]
 
 
-def notebook(run_id: str) -> nbformat.NotebookNode:
-    """The analysis notebook for ``run_id`` (not executed)."""
+def notebook(run_id: str) -> Any:
+    """The analysis notebook for ``run_id`` (an ``nbformat`` notebook, not executed)."""
+    import nbformat
+
     nb = nbformat.v4.new_notebook()
     for kind, tag, source in _CELLS:
         text = source.format(run_id=run_id) if tag == "parameters" else source
@@ -278,6 +280,8 @@ def analyze(run_id: str, out: Path | str | None = None) -> Path:
     """Execute the analysis of ``run_id`` and write it as a shareable HTML page; returns the page."""
     import os
     import tempfile
+
+    import nbformat
 
     from lab import report
     from lab.store import runs_dir

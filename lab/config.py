@@ -47,6 +47,9 @@ DEFAULT_ENDPOINTS: dict[str, str | None] = {
     "openai": "https://api.openai.com/v1",
     "openai-compatible": None,
 }
+DEFAULT_MAX_TOKENS = 1024
+DEFAULT_TIMEOUT_S = 120.0
+"""Defaults of every call: a whole call (retries included) ends at its timeout."""
 _PREFIX = {"anthropic": "ANTHROPIC", "openai": "OPENAI", "openai-compatible": "OPENAI_COMPATIBLE"}
 
 

@@ -25,8 +25,7 @@ from scipy import stats as scipy_stats
 
 from lab import compare as compare_module
 from lab import simulations, stats
-from lab.emulator.profiles import READING, LatencyProfile, report_profiles
-from lab.hedge import simulate
+from lab.emulator.profiles import READING, READINGS, LatencyProfile, report_profiles
 
 Interval = tuple[float, float]
 BAND = (0.94, 0.965)
@@ -48,9 +47,120 @@ def draw_latency(profile: LatencyProfile, rng: np.random.Generator, size: int | 
     return profile.ttft_ms * factor + stall + (profile.thinking_tokens + tokens) * profile.itl_ms * factor
 
 
+def fitted(reading: str = READING) -> dict[str, Any]:
+    """The profiles fitted under ``reading``, as a cache key: a changed fit is a new key, simulated again."""
+    return {"reading": reading, **{m: dataclasses.asdict(p) for m, p in report_profiles(reading).items()}}
+
+
 def light(profile: LatencyProfile) -> LatencyProfile:
     """The profile without its stalls (its body alone): the light-tailed backup of the hedging checks."""
     return dataclasses.replace(profile, name=f"{profile.name} body", stall_prob=0.0)
+
+
+def _shape(n: int, size: int | None) -> tuple[int, ...]:
+    return (n,) if size is None else (size, n)
+
+
+def windows_draw(profile: LatencyProfile, windows: int, n: int, shift: float = 0.0) -> Callable[..., list]:
+    """Draws for :func:`lab.stats.calibrate`: ``windows`` groups of ``n`` latencies of ``profile``, the last
+    one slower by the share ``shift`` (with a ``size``, each group gets a leading axis of that many)."""
+    return lambda rng, size=None: [draw_latency(profile, rng, _shape(n, size)) * (1 + shift * (w == windows - 1))
+                                   for w in range(windows)]
+
+
+def gap_draw(x: LatencyProfile, y: LatencyProfile, windows: int, n: int, shift: float = 0.0) -> Callable[..., tuple]:
+    """Draws of one {window: (x sample, y sample)} of ``n`` calls each, the last window's y slower by ``shift``
+    (the input of :func:`lab.stats.ratio_heterogeneity`)."""
+    return lambda rng: ({w: (draw_latency(x, rng, n), draw_latency(y, rng, n) * (1 + shift * (w == windows - 1)))
+                         for w in range(windows)},)
+
+
+def split_draw(profile: LatencyProfile, n_x: int, n_y: int,
+               change: Callable[[np.ndarray], np.ndarray] | None = None) -> Callable[..., tuple]:
+    """Draws of two samples of ``profile`` (``n_x`` and ``n_y`` calls), ``change`` applied to the second."""
+    change = change or (lambda values: values)
+    return lambda rng: (draw_latency(profile, rng, n_x), change(draw_latency(profile, rng, n_y)))
+
+
+def tokens_draw(profile: LatencyProfile, n_x: int, n_y: int, shift: float = 0.0) -> Callable[..., tuple]:
+    """Draws of two samples of output-token counts as the emulator draws them for ``profile`` (independent
+    of latency), the first shifted by ``shift`` tokens."""
+    def tokens(rng, n):
+        return np.maximum(1, np.round(rng.normal(profile.output_tokens, profile.tokens_sd, n)))
+    return lambda rng: (tokens(rng, n_x) + shift, tokens(rng, n_y))
+
+
+def resampled_draw(residuals: np.ndarray, n_x: int, n_y: int, *, centre: float = 0.0,
+                   shift: float = 0.0) -> Callable[..., tuple]:
+    """Vectorised draws of two samples, ``centre`` plus residuals resampled with replacement (integers stay
+    integers, ties included), the second shifted by ``shift``: as :func:`lab.stats.mannwhitney_power` draws."""
+    residuals = np.asarray(residuals, float)
+    return lambda rng, size: (centre + rng.choice(residuals, (size, n_x)),
+                              centre + shift + rng.choice(residuals, (size, n_y)))
+
+
+def thinned_draw(counts: np.ndarray, n_x: int, n_y: int, keep: float = 1.0) -> Callable[..., tuple]:
+    """Draws of two samples of counts resampled from ``counts``, the second thinned (each unit kept with
+    probability ``keep``, so its rate ratio is ``keep``)."""
+    counts = np.asarray(counts, float)
+    return lambda rng: (rng.choice(counts, n_x), rng.binomial(rng.choice(counts, n_y).astype(int), keep))
+
+
+def power_curve(name: str, params: Mapping[str, Any], test: Callable[..., Any], draws: Callable[[float], Callable],
+                shifts: Any, *, n_sim: int, seed: int = 0, vectorized: bool = False) -> pd.DataFrame:
+    """The rejection rate of ``test`` on ``draws(shift)`` for each shift (:func:`lab.stats.calibrate` at
+    alpha 0.05, one row per shift, column ``shift``), simulated once and kept in the run ``simulations``
+    under ``name`` and ``params`` (which must name everything the draws depend on)."""
+    shifts = [float(s) for s in shifts]
+    key = {**params, "shifts": shifts, "n_sim": n_sim, "seed": seed, "version": 1}
+    return simulations.cached(name, key, lambda **_: pd.concat(
+        [stats.calibrate(test, draws(s), None, n_sim=n_sim, seed=seed, vectorized=vectorized).assign(shift=s)
+         for s in shifts], ignore_index=True))
+
+
+def calibrated(name: str, params: Mapping[str, Any], test: Callable[..., Any], null: Callable[..., Any],
+               effect: Callable[..., Any] | None = None, *, n_sim: int, alpha: float = 0.05, seed: int = 0,
+               vectorized: bool = False) -> pd.DataFrame:
+    """:func:`lab.stats.calibrate` of ``test``, simulated once and kept in the run ``simulations``
+    (:func:`lab.simulations.cached` under "calibration", the test's ``name``, ``params``, ``n_sim``, ``alpha``
+    and ``seed``): ``params`` must name everything the draws depend on (profiles, sample sizes, effects)."""
+    key = {"test": name, **params, "n_sim": n_sim, "alpha": alpha, "seed": seed, "version": 1}
+    return simulations.cached("calibration", key, lambda **_: stats.calibrate(
+        test, null, effect, n_sim=n_sim, alpha=alpha, seed=seed, vectorized=vectorized))
+
+
+def spread_share(profile: LatencyProfile, spread_ms: float, *, windows: int = 5, n: int = 50,
+                 replications: int = 100_000, seed: int = 0) -> tuple[float, float, float]:
+    """How often ``windows`` windows of ``n`` calls drawn from ``profile`` have medians spreading (largest minus
+    smallest) by at least ``spread_ms``: the share of ``replications`` simulated experiments, with its exact
+    interval (:func:`lab.stats.rejection_rate`)."""
+    rng, hits, done = np.random.default_rng(seed), 0, 0
+    while done < replications:
+        size = min(10_000, replications - done)
+        medians = np.median(draw_latency(profile, rng, (size, windows, n)), axis=-1)
+        hits += int((np.ptp(medians, axis=-1) >= spread_ms).sum())
+        done += size
+    return stats.rejection_rate(hits, replications)
+
+
+def readings_table(spread_ms: float, *, model: str = "sonnet", threshold_ms: float = 3000.0,
+                   replications: int = 100_000, seed: int = 0) -> pd.DataFrame:
+    """The profiles fitted under each reading of the report (:data:`lab.emulator.profiles.READINGS`), side by
+    side: per reading and model the body median (TTFT plus the mean output at the median inter-token time),
+    the body's log-scale sigma, the stall probability, median and log-scale sigma, and the share of calls
+    over ``threshold_ms`` (from 1,000,000 draws); for ``model``, how often it reproduces a spread of window
+    medians of ``spread_ms`` (:func:`spread_share`). Simulates; cache it with :func:`lab.simulations.cached`."""
+    rows = []
+    for reading in READINGS:
+        for name, p in report_profiles(reading).items():
+            over = float((draw_latency(p, np.random.default_rng(seed), 1_000_000) > threshold_ms).mean())
+            share = spread_share(p, spread_ms, replications=replications, seed=seed) if name == model else (
+                math.nan,) * 3
+            rows.append({"reading": reading, "model": name, "body_median_ms": p.ttft_ms + p.output_tokens * p.itl_ms,
+                         "sigma": p.sigma, "stall_prob": p.stall_prob, "stall_median_ms": p.stall_median_ms,
+                         "stall_sigma": p.stall_sigma, "over_threshold": over, "spread_share": share[0],
+                         "spread_low": share[1], "spread_high": share[2]})
+    return pd.DataFrame(rows)
 
 
 # --- counting coverage --------------------------------------------------------------------------------------------
@@ -128,14 +238,10 @@ def _order_statistics(profile: LatencyProfile, percentiles: tuple[float, ...]):
     def draw(rng, n):
         return (draw_latency(profile, rng, n),)
 
-    def intervals(x):
-        out = {}
-        for pct in percentiles:
-            row = stats.quantile_interval(x, pct / 100)
-            low, high = (b if np.isfinite(b) else (-math.inf if i == 0 else math.inf)
-                         for i, b in enumerate((row["low"], row["high"])))
-            out[f"p{pct:g}"] = (low, high)
-        return out
+    def intervals(x):  # as lab.stats.interval_summary: a bound n cannot give is infinite
+        rows = {f"p{pct:g}": stats.quantile_interval(x, pct / 100) for pct in percentiles}
+        return {k: (np.nan_to_num(r["low"], nan=-math.inf), np.nan_to_num(r["high"], nan=math.inf))
+                for k, r in rows.items()}
     return draw, intervals
 
 
@@ -160,6 +266,8 @@ def _wilson(n_rate: float):
 
 
 def _hedging(profile: LatencyProfile, delay_from_data: bool):
+    from lab.hedge import simulate  # lab.hedge imports the provider SDKs: only when this check is simulated
+
     backup_profile = light(profile)
 
     def draw(rng, n):
@@ -177,7 +285,7 @@ def _hedging(profile: LatencyProfile, delay_from_data: bool):
 def _check(kind: str, reading: str, n: int, replications: int, seed: int, **options: Any) -> pd.DataFrame:
     """One check of :func:`notebook_table`, simulated (uncached)."""
     profiles = report_profiles(reading)
-    truth = simulations.cached(f"true values {VERSION}", {"reading": reading}, truths)
+    truth = simulations.cached(f"true values {VERSION}", {"profiles": fitted(reading)}, lambda **_: truths(reading))
     if kind == "order statistics":
         model = options["model"]
         draw, intervals = _order_statistics(profiles[model], tuple(options["percentiles"]))
@@ -204,27 +312,79 @@ def _check(kind: str, reading: str, n: int, replications: int, seed: int, **opti
 
 CHECKS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
     # (what the notebooks print, check, n, options)
-    ("Haiku latency percentiles, per window", "order statistics", 50, {"model": "haiku", "percentiles": [50, 95]}),
-    ("Sonnet latency percentiles, per window", "order statistics", 50, {"model": "sonnet", "percentiles": [50, 95]}),
-    ("Haiku percentiles, pooled", "order statistics", 250, {"model": "haiku", "percentiles": [50, 95, 99]}),
-    ("Sonnet percentiles, pooled", "order statistics", 250, {"model": "sonnet", "percentiles": [50, 95, 99]}),
-    ("Sonnet against Haiku, lab.compare", "compare", 250, {}),
-    ("median ratio, distribution-free (lab.stats.median_ratio)", "median_ratio", 100, {}),
-    ("error rate at 2%, Wilson", "wilson", 200, {"rate": 0.02}),
+    ("Haiku latency, per window", "order statistics", 50, {"model": "haiku", "percentiles": [50, 95]}),
+    ("Sonnet latency, per window", "order statistics", 50, {"model": "sonnet", "percentiles": [50, 95]}),
+    ("Haiku latency, pooled", "order statistics", 250, {"model": "haiku", "percentiles": [50, 95, 99]}),
+    ("Sonnet latency, pooled", "order statistics", 250, {"model": "sonnet", "percentiles": [50, 95, 99]}),
+    ("Sonnet against Haiku (lab.compare)", "compare", 250, {}),
+    ("distribution-free (lab.stats.median_ratio)", "median_ratio", 100, {}),
+    ("Wilson (lab.stats.error_rates), true rate 2%", "wilson", 200, {"rate": 0.02}),
     ("hedging at the primary's p95, delay re-estimated per resample", "hedging", 400, {"delay_from_data": True}),
     ("hedging at the primary's p95, delay held fixed", "hedging", 400, {"delay_from_data": False}),
 )
 
 
+def rate_ratio_coverage(a: np.ndarray, b: np.ndarray, *, replications: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Coverage of the Poisson and quasi-Poisson rate-ratio intervals (:func:`lab.stats.count_rate_ratio`) of two
+    groups of counts, each resampled from its observed values (truth: the ratio of their means); cached like
+    :func:`notebook_table`, with its columns."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+
+    def intervals(x, y):
+        fit = stats.count_rate_ratio(np.concatenate([x, y]), np.repeat(["a", "b"], [len(x), len(y)]), reference="a",
+                                     overdispersion=np.inf).set_index("model")
+        return {f"{m} rate ratio": tuple(fit.loc[m, ["low", "high"]]) for m in ("Poisson", "quasi-Poisson")}
+
+    def compute(**_):
+        truth = b.mean() / a.mean()
+        return tally(lambda rng, n: (rng.choice(a, len(a)), rng.choice(b, len(b))), intervals,
+                     {"Poisson rate ratio": truth, "quasi-Poisson rate ratio": truth}, n=len(a),
+                     replications=replications, seed=seed)
+
+    params = {"a": a.tolist(), "b": b.tolist(), "replications": replications, "seed": seed, "version": 1}
+    return simulations.cached("coverage, review rate ratio", params, compute).assign(kind="rate ratio", one_sided=False)
+
+
+NAMES = {"p50": "median", "median_difference": "difference of medians", "median_ratio": "ratio of medians",
+         "p_b_slower": "P(slower)", "hedge p99 reduction": "p99 reduction"}
+PRINTED_IN = {"order statistics": "01, 03, 05", "compare": "01, 03", "median_ratio": "05", "wilson": "05",
+              "hedging": "04", "rate ratio": "03"}
+
+
+def verdict(coverage: float, one_sided: bool, confidence: float = 0.95) -> str:
+    """What a simulated coverage says of a two-sided ``confidence`` interval (within :data:`BAND`,
+    conservative, or short), or of a lower bound alone (its level is ``1 - (1 - confidence) / 2``)."""
+    if one_sided:
+        return f"lower bound only: {coverage:.1%} (level {1 - (1 - confidence) / 2:.1%})"
+    if BAND[0] <= coverage <= BAND[1]:
+        return f"within [{BAND[0]:.0%}, {BAND[1]:.1%}]"
+    return f"conservative: covers {coverage:.1%}" if coverage > BAND[1] else f"covers only {coverage:.1%}"
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`notebook_table` (and more rows like it) as the notebooks show it: the interval, where it is
+    printed, n, replications, coverage with its interval, the exact coverage of order-statistic intervals
+    (:func:`order_statistic_coverage`), the misses below and above, and the :func:`verdict`."""
+    exact = [order_statistic_coverage(n, float(i[1:]) / 100) if k == "order statistics" else math.nan
+             for k, n, i in zip(table["kind"], table["n"], table["interval"])]
+    return pd.DataFrame({
+        "interval": table["interval"].map(lambda i: NAMES.get(i, i)) + ", " + table["check"],
+        "printed in": table["kind"].map(PRINTED_IN), "n": table["n"], "replications": table["replications"],
+        "coverage [95% CI]": [stats.fmt_interval(r.coverage, r.low, r.high, ".1%") for r in table.itertuples()],
+        "exact": exact, "misses below / above": table["below"].astype(str) + " / " + table["above"].astype(str),
+        "verdict": [verdict(r.coverage, r.one_sided) for r in table.itertuples()]})
+
+
 def notebook_table(reading: str = READING, *, replications: int = 2000, seed: int = 0,
                    checks: tuple[tuple[str, str, int, dict[str, Any]], ...] = CHECKS) -> pd.DataFrame:
     """Every check of ``checks`` at ``replications``, each read from the run ``simulations`` or simulated once
-    and kept there (:func:`lab.simulations.cached`, keyed by the check, the reading, n, replications, seed
-    and :data:`VERSION`). One row per interval: what it is, ``n``, ``truth``, the counts of :func:`tally`,
+    and kept there (:func:`lab.simulations.cached`, keyed by the check, the fitted profiles, n, replications,
+    seed and :data:`VERSION`). One row per interval: what it is, ``n``, ``truth``, the counts of :func:`tally`,
     ``coverage`` with ``low`` and ``high``, and ``one_sided`` (the upper bound is unbounded at this n)."""
     frames = []
     for label, kind, n, options in checks:
-        params = {"kind": kind, "reading": reading, "n": n, "replications": replications, "seed": seed, **options}
+        params = {"kind": kind, "reading": reading, "n": n, "replications": replications, "seed": seed, **options,
+                  "profiles": fitted(reading)}
         frames.append(simulations.cached(f"coverage {VERSION}", params, _check).assign(check=label, kind=kind))
     out = pd.concat(frames, ignore_index=True)
     percentile = out["interval"].str.extract(r"^p(\d+)$", expand=False).astype(float)

@@ -106,7 +106,7 @@ class Design:
     requests: int | None = None
     duration_s: float | None = None
     max_concurrency: int | None = None
-    timeout_s: float = llm.api.DEFAULT_TIMEOUT_S
+    timeout_s: float = config.DEFAULT_TIMEOUT_S
     seed: int = 0
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from lab import config, llm
+from lab.llm.completion import Completion
 from lab.endpoints import is_local
 from lab.llm import schemas
 from lab.records import CallRecord
@@ -22,7 +23,7 @@ class RecordedStream:
     """Text chunks of a streamed call, live or replayed (a replay yields the recorded text at once)."""
 
     def __init__(self, recorder: Recorder, key: CallKey, labels: Labels | None, record: CallRecord | None,
-                 live: llm.TextStream | llm.AsyncTextStream | None) -> None:
+                 live: Any) -> None:
         self._recorder, self._key, self._labels = recorder, key, labels
         self.record, self._stream = record, live
 
@@ -110,40 +111,40 @@ class Recorder:
             self._may_call(key)
         return key, record
 
-    def complete(self, prompt: str, *, max_tokens: int = llm.api.DEFAULT_MAX_TOKENS, labels: Labels | None = None,
-                 **options: Any) -> llm.Completion:
+    def complete(self, prompt: str, *, max_tokens: int = llm.DEFAULT_MAX_TOKENS, labels: Labels | None = None,
+                 **options: Any) -> Completion:
         """:func:`lab.llm.complete`, recorded."""
         key, record = self._lookup("complete", prompt, max_tokens, options)
         if record is None:
             record = self.keep(key, llm.complete(prompt, max_tokens=max_tokens, **options).record, labels)
-        return llm.Completion(record.text if record.ok else "", record)
+        return Completion(record.text if record.ok else "", record)
 
-    async def acomplete(self, prompt: str, *, max_tokens: int = llm.api.DEFAULT_MAX_TOKENS,
-                        labels: Labels | None = None, **options: Any) -> llm.Completion:
+    async def acomplete(self, prompt: str, *, max_tokens: int = llm.DEFAULT_MAX_TOKENS,
+                        labels: Labels | None = None, **options: Any) -> Completion:
         """:func:`lab.llm.acomplete`, recorded."""
         key, record = self._lookup("complete", prompt, max_tokens, options)
         if record is None:
             record = self.keep(key, (await llm.acomplete(prompt, max_tokens=max_tokens, **options)).record, labels)
-        return llm.Completion(record.text if record.ok else "", record)
+        return Completion(record.text if record.ok else "", record)
 
-    def complete_json(self, prompt: str, schema: schemas.Schema, *, max_tokens: int = llm.api.DEFAULT_MAX_TOKENS,
-                      labels: Labels | None = None, **options: Any) -> llm.Completion:
+    def complete_json(self, prompt: str, schema: schemas.Schema, *, max_tokens: int = llm.DEFAULT_MAX_TOKENS,
+                      labels: Labels | None = None, **options: Any) -> Completion:
         """:func:`lab.llm.complete_json`, recorded; a replay validates the recorded answer again."""
         key, record = self._lookup("json", prompt, max_tokens, options, schema)
         if record is None:
             record = self.keep(key, llm.complete_json(prompt, schema, max_tokens=max_tokens, **options).record,
                                labels)
         data = schemas.parse(record.text, schema) if record.ok else None
-        return llm.Completion(record.text if record.ok else "", record, data)
+        return Completion(record.text if record.ok else "", record, data)
 
-    def stream(self, prompt: str, *, max_tokens: int = llm.api.DEFAULT_MAX_TOKENS, labels: Labels | None = None,
+    def stream(self, prompt: str, *, max_tokens: int = llm.DEFAULT_MAX_TOKENS, labels: Labels | None = None,
                **options: Any) -> RecordedStream:
         """:func:`lab.llm.stream`, recorded: iterate for chunks, then read ``.record``."""
         key, record = self._lookup("stream", prompt, max_tokens, options)
         live = None if record is not None else llm.stream(prompt, max_tokens=max_tokens, **options)
         return RecordedStream(self, key, labels, record, live)
 
-    def astream(self, prompt: str, *, max_tokens: int = llm.api.DEFAULT_MAX_TOKENS, labels: Labels | None = None,
+    def astream(self, prompt: str, *, max_tokens: int = llm.DEFAULT_MAX_TOKENS, labels: Labels | None = None,
                 **options: Any) -> RecordedStream:
         """:func:`lab.llm.astream`, recorded: ``async for`` the chunks, then read ``.record``."""
         key, record = self._lookup("stream", prompt, max_tokens, options)
@@ -157,13 +158,13 @@ class Tagged:
     def __init__(self, recorder: Recorder, *, window: str | None = None, sample: int | None = None) -> None:
         self._recorder, self._tags = recorder, {"window": window, "sample": sample}
 
-    def complete(self, prompt: str, **options: Any) -> llm.Completion:
+    def complete(self, prompt: str, **options: Any) -> Completion:
         return self._recorder.complete(prompt, **self._tags, **options)
 
     def stream(self, prompt: str, **options: Any) -> RecordedStream:
         return self._recorder.stream(prompt, **self._tags, **options)
 
-    def complete_json(self, prompt: str, schema: schemas.Schema, **options: Any) -> llm.Completion:
+    def complete_json(self, prompt: str, schema: schemas.Schema, **options: Any) -> Completion:
         return self._recorder.complete_json(prompt, schema, **self._tags, **options)
 
 

@@ -11,7 +11,7 @@ import contextlib
 import gc
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -196,6 +196,40 @@ def median_difference(x: Sequence[float], y: Sequence[float], *, relative: bool 
     ci = result.confidence_interval
     return pd.Series({"estimate": float(statistic(x, y)), "low": float(ci.low), "high": float(ci.high),
                       "n_x": len(x), "n_y": len(y)})
+
+
+def ratio_heterogeneity(pairs: Mapping[Any, tuple[Sequence[float], Sequence[float]]], *, n_resamples: int = 999,
+                        seed: Seed = 0) -> tuple[pd.DataFrame, pd.Series]:
+    """Is median(y) / median(x) the same in every group? Per group, the log ratio of medians with its bootstrap
+    standard error (``scipy.stats.bootstrap``, resampling each sample); across groups, Cochran's Q test of
+    homogeneity, I^2 (floored at 0) and tau^2 (``statsmodels.stats.meta_analysis.combine_effects``, ``"chi2"``:
+    DerSimonian-Laird).
+
+    Returns one row per group (``group``, ``n_x``, ``n_y``, ``ratio``, ``log_ratio``, ``se``) and a summary:
+    ``groups``, ``ratio`` (the fixed-effect pooled ratio), ``q``, ``df``, ``p_value``, ``i2``, ``tau2``.
+    """
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    rng = np.random.default_rng(seed)
+
+    def log_ratio(a, b, axis=-1):
+        return np.log(np.median(b, axis=axis) / np.median(a, axis=axis))
+
+    rows = []
+    for group, (x, y) in pairs.items():
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        boot = stats.bootstrap((x, y), log_ratio, method="percentile", n_resamples=n_resamples, vectorized=True,
+                               rng=rng)
+        value = float(log_ratio(x, y))
+        rows.append({"group": group, "n_x": len(x), "n_y": len(y), "ratio": math.exp(value), "log_ratio": value,
+                     "se": float(boot.standard_error)})
+    table = pd.DataFrame(rows)
+    combined = combine_effects(table["log_ratio"].to_numpy(), table["se"].to_numpy() ** 2, method_re="chi2")
+    test = combined.test_homogeneity()
+    summary = pd.Series({"groups": len(table), "ratio": math.exp(combined.mean_effect_fe), "q": float(test.statistic),
+                         "df": int(test.df), "p_value": float(test.pvalue), "i2": max(0.0, float(combined.i2)),
+                         "tau2": float(combined.tau2)})
+    return table, summary
 
 
 def superiority(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 1999,

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab.hedge.simulate import hedged_latency, pair, sweep
+from lab.hedge.simulate import (agreement, answered_ms, arm_summary, bounded, fmt_cut, fmt_latency, fmt_ms, fmt_share,
+                                goal_verdict, hedged_latency, live_effect, pair, predict, sweep)
 from lab.records import CallRecord, records_frame
 
 pytestmark = pytest.mark.filterwarnings("error")  # no warning may leak from numpy or scipy
@@ -204,3 +205,116 @@ def test_sweep_bootstrap_is_deterministic_for_a_seed():
     pd.testing.assert_frame_equal(first, again)
     bounds = ["reduction_low", "reduction_high", "extra_low", "extra_high"]
     assert not first[bounds].equals(other[bounds])
+
+
+def test_sweep_without_resamples_gives_point_estimates_only():
+    primary, backup = synthetic(heavy_tailed(np.random.default_rng(6), 200)), synthetic(np.full(200, 400.0))
+    points = sweep(primary, backup, delay_percentiles=(95,), quantiles=(0.99,), n_resamples=0)
+    full = sweep(primary, backup, delay_percentiles=(95,), quantiles=(0.99,), n_resamples=200)
+    interval = ["reduction_low", "reduction_high", "extra_low", "extra_high", "extra_cost_low", "extra_cost_high"]
+    assert points[interval].isna().all(axis=None) and full[interval].notna().all(axis=None)
+    assert points.loc[0, "reduction"] == full.loc[0, "reduction"] > 0
+
+
+# --- measured arms: effects, predictions, verdicts and their text --------------------------------------------------
+
+def arm(latency, *, status=None, extra=None, cost=None, ttft=None, lateness=None) -> pd.DataFrame:
+    """An arm as lab.hedge.scenarios.load gives it (synthetic)."""
+    n = len(latency)
+    status = status or ["ok"] * n
+    return pd.DataFrame({"request": range(n), "latency_ms": latency, "status": status,
+                         "ok": [s == "ok" for s in status], "extra_requests": extra or [0] * n,
+                         "cost_usd": cost or [1.0] * n, "ttft_ms": ttft or [np.nan] * n,
+                         "lateness_ms": lateness or [0.0] * n})
+
+
+def test_answered_ms_counts_a_failure_as_never_answered():
+    assert answered_ms(arm([100.0, 200.0], status=["ok", "error"])).tolist() == [100, INF]
+
+
+def test_live_effect_pairs_by_request_and_counts_the_policy_cost():
+    base = arm([100.0] * 98 + [5000.0, 9000.0], cost=[1.0] * 100)
+    hedged = arm([100.0] * 98 + [600.0, 700.0], extra=[0] * 98 + [1, 1], cost=[1.0] * 98 + [1.5, 1.5])
+    out = live_effect(base, hedged, quantiles=(0.5, 0.99), n_resamples=300).set_index("q")
+    assert out.loc[0.99, "baseline_ms"] == 5000 and out.loc[0.99, "hedged_ms"] == 600
+    assert out.loc[0.5, "reduction"] == 0 and out.loc[0.99, "extra_requests"] == 0.02
+    assert out.loc[0.99, "extra_cost"] == pytest.approx(1.0 / 100)  # two requests at +0.5 over 100 at 1.0
+    with pytest.raises(ValueError, match="same requests"):
+        live_effect(base, hedged.iloc[::-1])
+
+
+def test_predict_holds_a_given_delay_fixed_and_sweep_reestimates_it():
+    rng = np.random.default_rng(9)
+    primary, backup = synthetic(heavy_tailed(rng, 400)), synthetic(rng.lognormal(np.log(500), 0.25, 400))
+    delay = float(np.percentile(primary["latency_ms"], 95))
+    effect, per_request = predict(primary, backup, delay, quantiles=(0.99,), n_resamples=500, seed=1)
+    assert per_request["backup_started"].mean() == pytest.approx(0.05, abs=0.003)
+    assert (per_request["backup_start_ms"].dropna() == delay).all()
+    swept = sweep(primary, backup, delay_percentiles=(95,), quantiles=(0.99,), n_resamples=500, seed=1)
+    held = sweep(primary, backup, delay_percentiles=(95,), quantiles=(0.99,), n_resamples=500, seed=1,
+                 delay_from_data=False)
+    assert effect.loc[0, "reduction"] == swept.loc[0, "reduction"] == held.loc[0, "reduction"]
+    # with the delay held fixed, every resample hedges 5% of the full sample's requests give or take sampling;
+    # re-estimated, each resample hedges what lies above its own p95: about 5% every time
+    assert held.loc[0, "extra_high"] - held.loc[0, "extra_low"] > swept.loc[0, "extra_high"] - swept.loc[0, "extra_low"]
+    assert effect.loc[0, ["reduction_low", "reduction_high"]].tolist() == \
+        held.loc[0, ["reduction_low", "reduction_high"]].tolist()
+
+
+def verdict_row(low, high, extra_low, extra_high) -> dict:
+    return {"reduction_low": low, "reduction_high": high, "extra_low": extra_low, "extra_high": extra_high}
+
+
+def test_goal_verdict_needs_both_intervals_inside_the_goal():
+    frame = pd.DataFrame([verdict_row(0.75, 0.8, 0.03, 0.07),     # yes
+                          verdict_row(0.75, 0.8, 0.03, 0.12),     # extra may exceed 10%: undecided
+                          verdict_row(0.65, 0.8, 0.03, 0.07),     # straddles 70%: undecided
+                          verdict_row(0.5, 0.69, 0.03, 0.07),     # wholly below: no
+                          verdict_row(0.75, 0.8, 0.11, 0.2),      # too many extra requests: no
+                          verdict_row(np.nan, np.nan, 0.03, 0.07)])
+    assert goal_verdict(frame, 0.7, 0.1).tolist() == ["yes", "undecided", "undecided", "no", "no", "-"]
+
+
+def test_bounded_drops_the_intervals_n_cannot_give():
+    primary, backup = synthetic(heavy_tailed(np.random.default_rng(10), 250)), synthetic(np.full(250, 400.0))
+    out = bounded(sweep(primary, backup, delay_percentiles=(95,), quantiles=(0.95, 0.99), n_resamples=200))
+    assert out.loc[out["q"] == 0.95, ["reduction_low", "reduction_high"]].notna().all(axis=None)
+    assert out.loc[out["q"] == 0.99, ["reduction_low", "reduction_high"]].isna().all(axis=None)
+    assert out[["extra_low", "extra_high"]].notna().all(axis=None)  # shares of requests keep theirs
+
+
+def test_formats_say_what_the_data_give():
+    row = {"reduction": 0.691, "reduction_low": 0.635, "reduction_high": 0.716, "extra_requests": 0.05,
+           "extra_low": 0.03, "extra_high": 0.072, "estimable": True, "q": 0.99, "n": 400}
+    assert fmt_share(row) == "69.1% [63.5%, 71.6%]"
+    assert fmt_cut(row) == "69.1% [63.5%, 71.6%] for 5.0% [3.0%, 7.2%] extra requests"
+    assert fmt_share(row | {"estimable": False, "n": 250}) == "69.1% (no interval: n = 250, a p99 needs 368)"
+    assert fmt_share(row | {"reduction_low": np.nan}) == "69.1% (no interval)"
+    assert fmt_share(row | {"reduction": np.nan}) == "none"
+    assert fmt_ms(INF) == "never answered" and fmt_ms(1620.4) == "1,620 ms"
+    assert fmt_latency(1620.4, 1580.0, INF) == "1,620 [1,580, never]"
+    assert fmt_latency(INF, np.nan, INF) == "never [unbounded, never]"
+
+
+def test_arm_summary_counts_failures_and_bounds_what_n_allows():
+    latency = [float(x) for x in range(1, 101)]
+    summary = arm_summary(arm(latency, status=["error"] * 5 + ["ok"] * 95, extra=[1] * 10 + [0] * 90,
+                              cost=[None] * 50 + [2.0] * 50))
+    assert summary["n"] == 100 and summary["failed"] == 0.05 and summary["extra"] == 0.1
+    assert summary["failed_low"] < 0.05 < summary["failed_high"]  # Wilson
+    assert summary["cost_per_1000"] == pytest.approx(1000.0)  # a missing cost counts 0
+    assert summary["p50"] == 55  # order statistic over the answered latencies, failures as inf
+    assert summary["p99"] == INF  # 5 of 100 never answered
+    assert np.isfinite(summary["p50_low"]) and np.isnan(summary["p99_high"])  # n = 100 cannot bound a p99
+
+
+def test_agreement_compares_live_and_predicted_per_request():
+    live = arm([100.0, 250.0, 1000.0, 50.0], status=["ok", "ok", "ok", "error"], extra=[0, 1, 1, 1],
+               lateness=[0.1, 5.0, 0.2, 0.0])
+    predicted = pd.DataFrame({"hedged_ms": [100.0, 200.0, 700.0, 400.0],
+                              "backup_started": [False, True, True, True]})
+    out = agreement(live, predicted, quantiles=(0.5,), within_ms=100)
+    assert out["hedged predicted"] == out["hedged live"] == 0.75
+    assert out["median gap per request"] == 50 and out["within"] == pytest.approx(2 / 3)
+    assert out["answered in one only"] == 1 and out["client delay, max"] == 5.0
+    assert out["p50 predicted"] == 200 and out["p50 live"] == 250

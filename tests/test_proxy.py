@@ -20,6 +20,7 @@ from stubs import Scripted, StubServer, anthropic_message
 
 from lab.emulator import Emulator
 from lab.proxy import Proxy
+from lab.records import decode_offsets
 from lab.store import Run
 
 PROFILE = "fixed:ttft_ms=20,itl_ms=2,output_tokens=12"
@@ -98,7 +99,8 @@ async def ask_async(base: Any, api: str, kind: str, prompt: str = "Why do tails 
 def raw_request(api: str, kind: str, prompt: str = "Why do tails matter?") -> tuple[str, dict[str, Any]]:
     """(path, body) of a request as the SDKs send it."""
     if api == "anthropic":
-        body: dict[str, Any] = {"model": MODELS[api], "max_tokens": 64, "messages": [{"role": "user", "content": prompt}]}
+        body: dict[str, Any] = {"model": MODELS[api], "max_tokens": 64,
+                                "messages": [{"role": "user", "content": prompt}]}
         if kind == "json":
             body["output_config"] = {"format": {"type": "json_schema", "schema": SCHEMA}}
         return "/v1/messages", {**body, "stream": kind == "stream"}
@@ -214,8 +216,8 @@ def test_credentials_and_headers_forwarded_hop_by_hop_dropped(tmp_path):
 def test_no_key_reaches_any_file(emulator, tmp_path):
     """Keys shaped like real ones, sent by the SDKs and echoed back in an upstream's error message."""
     run = Run("secrets", tmp_path)
-    echo = Scripted(status=401, body={"type": "error", "error": {"type": "authentication_error",
-                                                                   "message": f"invalid x-api-key {KEYS['anthropic']}"}})
+    error = {"type": "authentication_error", "message": f"invalid x-api-key {KEYS['anthropic']}"}
+    echo = Scripted(status=401, body={"type": "error", "error": error})
     with StubServer([echo]) as stub:
         with Proxy(run, anthropic_upstream=stub.url, openai_upstream=emulator.url_for("openai"),
                    record_text=True) as proxy:
@@ -242,3 +244,39 @@ def test_other_paths_pass_through_unrecorded(proxy):
     assert "claude-haiku-4-5" in [m.id for m in listed.data]
     proxy.stop()
     assert records(proxy.run.dir) == []
+
+
+def test_a_new_connection_is_timed_and_a_pooled_one_is_not(emulator, tmp_path):
+    with Proxy(Run("connections", tmp_path), anthropic_upstream=emulator.url_for("anthropic")) as proxy:
+        client = clients(proxy, "anthropic")
+        for _ in range(2):
+            ask(client, "anthropic", "complete", "connect")
+    first, second = records(tmp_path / "connections")
+    assert first["connect_ms"] > 0 and second["connect_ms"] == 0
+    assert first["latency_ms"] > first["connect_ms"]  # opening the connection is inside the clock
+
+
+def test_sessions_of_one_run_keep_apart(emulator, tmp_path):
+    run = Run("twice", tmp_path)
+    for label in ("monday", "tuesday"):
+        with Proxy(run, anthropic_upstream=emulator.url_for("anthropic"), label=label) as proxy:
+            ask(clients(proxy, "anthropic"), "anthropic", "complete", "same prompt")
+    with pytest.raises(ValueError, match="already has a proxy session labelled 'monday'"):
+        Proxy(run, anthropic_upstream=emulator.url_for("anthropic"), label="monday").start()
+    found = Run("twice", tmp_path).records()  # read back through the store: two records, two keys
+    assert [(r.window, r.sample) for r in found] == [("monday", 0), ("tuesday", 0)]
+    manifest = json.loads((run.dir / "manifest.json").read_text())
+    assert [s["window"] for s in manifest["sessions"]] == ["monday", "tuesday"]
+    assert all(s["ended_at"] for s in manifest["sessions"])
+
+
+@pytest.mark.parametrize("api", ["anthropic", "openai"])
+def test_thinking_counts_as_the_first_token_and_text_has_its_own_time(proxy, api):
+    """Thinking (Anthropic thinking_delta, OpenAI reasoning_content) is generated content: the first
+    token; the first visible text comes later."""
+    ask(clients(proxy, api), api, "stream", "think first", extra_headers={"x-emulator-thinking": "4"})
+    proxy.stop()
+    (record,) = records(proxy.run.dir)
+    offsets = decode_offsets(record["chunk_deltas"])
+    assert len(offsets) == 4 + 12 and record["ttft_ms"] == offsets[0]
+    assert record["first_text_ms"] == offsets[4] >= record["ttft_ms"]  # the first text: after four thinking tokens

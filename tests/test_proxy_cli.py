@@ -159,7 +159,7 @@ def test_sigterm_lets_streams_in_flight_finish(tmp_path):
 
 
 def test_sigterm_past_the_grace_period_cuts_with_a_recorded_outcome(tmp_path):
-    with Emulator("fixed:ttft_ms=10,itl_ms=100,output_tokens=100") as emu:  # a 10 s answer
+    with Emulator("fixed:ttft_ms=10,itl_ms=300,output_tokens=100") as emu:  # a 30 s answer
         process, port = start_proxy(tmp_path, emu.base_url, "--grace", "0.3")
         first = threading.Event()
         outcome = stream_in_thread(port, first)
@@ -169,11 +169,11 @@ def test_sigterm_past_the_grace_period_cuts_with_a_recorded_outcome(tmp_path):
         out, err = process.communicate(timeout=60)
         stopped = time.perf_counter() - began
         outcome["thread"].join(30)
-    assert process.returncode == 0 and "Traceback" not in err and stopped < 5
+    assert process.returncode == 0 and "Traceback" not in err and stopped < 10  # about 1.5 s; the answer, 30 s
     assert "stopped" in str(outcome["error"])  # the caller is told, in its own API's error event
     (record,) = records(tmp_path / "served")
     assert record["error_type"] == "cancelled" and "stopped" in record["error_message"]
-    assert record["latency_ms"] < 5000
+    assert record["latency_ms"] < 10_000
 
 
 def test_one_proxy_per_run(tmp_path, lab_main, capsys):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from lab.proxy import engine, load, parse, translate
 from lab.proxy.policy import Budget, PolicyError
 from lab.proxy.wire import ANTHROPIC, OPENAI
 
-EXAMPLE = Path(__file__).parent.parent / "experiments" / "proxy-policy.toml"
+EXAMPLE = Path(__file__).parent.parent / "examples" / "proxy-policy.toml"
 ROUTE = """
 [upstreams.backup]
 url = "http://127.0.0.1:9/v1"
@@ -121,11 +123,57 @@ def test_translate_plain_chat_both_ways():
     (OPENAI, {"model": "m", "messages": [{"role": "user", "content": "x"}]}, "requires max_tokens"),
     (OPENAI, {"model": "m", "max_tokens": 5, "response_format": {"type": "json_object"}, "messages": []},
      "'response_format'"),
-    (OPENAI, {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "a"},
-                                                          {"role": "system", "content": "late"}]}, "after the conversation"),
+    (OPENAI, {"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "a"}, {"role": "system", "content": "late"}]}, "after the conversation"),
     (OPENAI, {"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]},
      "'tool_call_id'"),
 ])
 def test_anything_but_plain_text_chat_is_refused(api, body, named):
     with pytest.raises(translate.Untranslatable, match=named):
         translate.request(body, api, "other-model")
+
+
+def test_an_attempt_stopped_before_it_ran_still_ends_and_says_why():
+    """An attempt cancelled in the same loop step that started it (a hedge whose primary answered just then)."""
+    import aiohttp
+    from multidict import CIMultiDict
+
+    from lab.proxy.forward import Attempt
+    from lab.proxy.policy import Target, Upstream
+    from lab.proxy.wire import Ask
+
+    async def scenario() -> Attempt:
+        changes = []
+        async with aiohttp.ClientSession() as session:
+            target = Target(Upstream("u", "http://127.0.0.1:9", ANTHROPIC, ANTHROPIC))
+            attempt = Attempt(session, target, "hedge", url="http://127.0.0.1:9/v1/messages", headers=CIMultiDict(),
+                              body=b"{}", ask=Ask("m", True, "stream"), caller_api=ANTHROPIC, timeout_s=5,
+                              keep_text=False, on_change=changes.append)
+            attempt.cancel("cancelled", "another attempt answered first")
+            assert await asyncio.wait_for(attempt.out.get(), 5) is None
+            await asyncio.wait_for(attempt.finished.wait(), 5)
+            assert changes == [attempt]
+            return attempt
+
+    attempt = asyncio.run(scenario())
+    assert attempt.done and attempt.failure.error_type == "cancelled"
+    assert attempt.failure.message == "another attempt answered first" and attempt.end_ns >= attempt.sent_ns
+
+
+def test_events_are_cut_whole_whatever_the_reads():
+    from lab.proxy.wire import EventSplitter, parse_event
+
+    raw = (b"event: a\ndata: 1\n\n" + b"data: 2\r\n\r\n" + b"event: b\r\ndata: 3\r\n\r\n" + b": keep-alive\n\n"
+           + b"data: {\"x\":\n" + b"data: 4}\n\n" + b"data: 5\r\n\r\n")
+    whole = [b"event: a\ndata: 1\n\n", b"data: 2\r\n\r\n", b"event: b\r\ndata: 3\r\n\r\n", b": keep-alive\n\n",
+             b"data: {\"x\":\ndata: 4}\n\n", b"data: 5\r\n\r\n"]
+    rng = random.Random(1)
+    for _ in range(500):
+        splitter, events, i = EventSplitter(), [], 0
+        while i < len(raw):
+            step = rng.randint(1, 9)
+            events += splitter.feed(raw[i:i + step])
+            i += step
+        assert events == whole and splitter.rest == b""
+    assert [parse_event(e) for e in whole] == [("a", b"1"), (None, b"2"), ("b", b"3"), (None, None),
+                                                (None, b'{"x":\n4}'), (None, b"5")]

@@ -10,7 +10,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from stubs import HTML_PAGE, Scripted, StubServer, anthropic_events, sse
+from stubs import HTML_PAGE, Scripted, StubServer, anthropic_events
 from test_proxy import PROFILE, ask, clients, records
 
 from lab.emulator import Emulator, FaultRule

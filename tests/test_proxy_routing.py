@@ -98,6 +98,24 @@ def test_hedge_beats_a_stalled_primary(tmp_path, backup, kind):
     assert [c["role"] for c in line["calls"]] == ["primary", "hedge"] and line["delivered"] == 1
 
 
+@pytest.mark.parametrize("on", ["ttft", "latency"])
+def test_hedge_on_latency_races_whole_answers(tmp_path, backup, on):
+    # The primary starts in time (20 ms) but streams slowly: 12 tokens 200 ms apart.
+    with Emulator(PROFILE, faults=[FaultRule("slow_stream", params={"factor": 100})]) as primary:
+        route = (f"[routes.hedge]\nupstream = 'backup'\ndelay_s = 0.1\non = '{on}'\n"
+                 "budget = {percent = 100, requests = 10}")
+        with proxy_for(tmp_path, primary, backup, route) as proxy:
+            began = time.perf_counter()
+            answer = ask(clients(proxy, "anthropic"), "anthropic", "stream", "slow stream")
+            elapsed = time.perf_counter() - began
+    roles = [c["role"] for c in exchanges(proxy.run.dir)[0]["calls"]]
+    if on == "ttft":  # the primary's first token came in time: it is the answer, however slow its end
+        assert roles == ["primary"] and elapsed >= 2.4
+    else:  # the first whole answer wins: the backup's, long before the primary's 2.4 s
+        assert roles == ["primary", "hedge"] and elapsed < 1.2
+        assert answer == ask(clients(backup, "anthropic"), "anthropic", "stream", "slow stream")
+
+
 def test_no_hedge_when_the_primary_is_in_time(tmp_path, backup):
     with Emulator(PROFILE) as primary:
         with proxy_for(tmp_path, primary, backup, "[routes.hedge]\nupstream = 'backup'\ndelay_s = 5") as proxy:

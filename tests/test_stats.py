@@ -267,3 +267,21 @@ def test_median_ratio_covers_the_true_ratio_and_says_unbounded_when_n_is_too_sma
     tiny = ls.median_ratio([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])
     assert tiny["low"] == -np.inf and tiny["high"] == np.inf
     assert ls.fmt_interval(*tiny[["estimate", "low", "high"]], ".2f") == "2.00 [unbounded, unbounded]"
+
+
+# --- heterogeneity of a ratio of medians ------------------------------------------------------------------------------
+
+def test_ratio_heterogeneity_finds_one_group_off_and_matches_cochrans_q_by_hand():
+    rng = np.random.default_rng(4)
+    same = {g: (rng.lognormal(7, 0.2, 400), rng.lognormal(7, 0.2, 400) * 2) for g in "abcd"}
+    table, summary = ls.ratio_heterogeneity(same, seed=1)
+    assert list(table["group"]) == list("abcd") and summary["df"] == 3
+    assert summary["ratio"] == pytest.approx(2, rel=0.05) and summary["p_value"] > 0.01
+    w = 1 / table["se"] ** 2  # Cochran's Q: the weighted squared deviations from the fixed-effect mean
+    fixed = (w * table["log_ratio"]).sum() / w.sum()
+    assert summary["q"] == pytest.approx((w * (table["log_ratio"] - fixed) ** 2).sum())
+    assert summary["ratio"] == pytest.approx(math.exp(fixed))
+    off = {**same, "d": (same["d"][0], same["d"][1] * 1.5)}
+    _, shifted = ls.ratio_heterogeneity(off, seed=1)
+    assert shifted["p_value"] < 1e-6 and shifted["i2"] > 0.8 and shifted["tau2"] > 0
+    assert summary["i2"] >= 0  # floored: Q below its df gives 0, not a negative share

@@ -14,11 +14,11 @@ import traceback
 import warnings
 
 from lab import config
-from lab.cli import analyze, collect, imports, runs, tools
+from lab.cli import analyze, collect, imports, proxy, runs, tools
 from lab.cli.common import Parser, UsageError
 from lab.store import MissingRecord, RunBusy
 
-GROUPS = (tools, collect, runs, imports, analyze)
+GROUPS = (tools, collect, runs, imports, analyze, proxy)
 
 
 def parser() -> argparse.ArgumentParser:

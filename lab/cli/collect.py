@@ -155,10 +155,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     hed = experiments.add_parser("hedging",
                                  help="routing policies (single, fallback, hedge) in emulated scenarios")
     hed.add_argument("--run", type=run_id, required=True, help="run id: data/runs/RUN/")
-    from lab.hedge.scenarios import NAMES
+    from lab.hedge import SCENARIOS
 
-    hed.add_argument("--scenario", action="append", choices=NAMES, metavar="NAME",
-                     help=f"scenario, repeat for several (default: all): {', '.join(NAMES)}")
+    hed.add_argument("--scenario", action="append", choices=SCENARIOS, metavar="NAME",
+                     help=f"scenario, repeat for several (default: all): {', '.join(SCENARIOS)}")
     hed.add_argument("--n", type=COUNT, default=400, help="requests per policy and scenario")
     hed.add_argument("--rate", type=RATE, default=10.0, help="requests sent per second, open loop")
     hed.add_argument("--seed", type=SEED, default=0, help="emulator seed")

@@ -48,8 +48,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "proxy", help="record every call your application makes (and fall back or hedge by a policy)",
         description="A local pass-through for the Anthropic and OpenAI APIs: point ANTHROPIC_BASE_URL at "
                     "http://127.0.0.1:PORT and OPENAI_BASE_URL at http://127.0.0.1:PORT/v1; every call is forwarded "
-                    "with your own credentials, streamed back as it arrives, and recorded in RUN (no key, no prompt "
-                    "or answer text unless --record-text). Stop it with Ctrl-C or SIGTERM.")
+                    "with your own credentials, streamed back as it arrives, and recorded in RUN (never a key or a "
+                    "prompt; answers' text only with --record-text). Stop it with Ctrl-C or SIGTERM.")
     proxy.add_argument("--run", type=run_id, required=True, help="the run to record into (created if new)")
     proxy.add_argument("--port", type=PORT, default=DEFAULT_PORT, help="TCP port to listen on, 1 to 65535")
     proxy.add_argument("--host", default=None,
@@ -60,7 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     proxy.add_argument("--openai-upstream", type=upstream_url, default=DEFAULT_URLS["openai"], metavar="URL",
                        help="where OpenAI requests go, as OPENAI_BASE_URL takes it")
     proxy.add_argument("--policy", metavar="FILE.toml",
-                       help="routes, fallback, hedging and shadow mode (see experiments/proxy-policy.toml)")
+                       help="routes, fallback, hedging and shadow mode (see examples/proxy-policy.toml)")
     proxy.add_argument("--label", type=label, help="this session's window in the run (default: its start time)")
     proxy.add_argument("--record-text", action="store_true",
                        help="keep each answer's text in its record (prompts are never kept, only a hash)")

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from lab import collector, llm, openloop
 from lab.emulator import Emulator, FaultRule, LatencyProfile, report_profiles
-from lab.hedge import policies
+from lab.hedge import SCENARIOS, policies
 from lab.hedge.policies import Outcome, Route
 from lab.llm.transport import PLANNED
 from lab.records import CallRecord
@@ -52,8 +52,7 @@ from lab.variance import PROMPT
 EXPERIMENT = "hedging"
 OUTCOMES = "outcomes.jsonl"
 POLICIES = ("primary", "backup", "fallback", "hedge", "hedge_ttft")
-NAMES = ("healthy", "heavy_tail", "haiku_tail", "outage", "rate_limited", "correlated", "slow_backup")
-"""The scenarios of :func:`scenarios`, in order (known without fitting the profiles)."""
+NAMES = SCENARIOS
 HISTORY = "history"
 HISTORY_SEED = 1_000  # added to the design's seed: the history arm's primary draws differ from every other arm's
 PRIMARY = ("anthropic", "claude-haiku-4-5")

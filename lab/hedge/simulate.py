@@ -20,6 +20,11 @@ Assumptions:
   was not billed; an answered call of unknown cost (e.g. LLMPerf) makes the extra cost NaN.
 * :func:`pair` with ``how="random"`` assumes the two providers' latencies are independent; with
   ``how="index"`` the pairs keep whatever correlation the recording has.
+
+Intervals: :func:`sweep` sets the delay from the judged calls and estimates it again in every bootstrap
+resample; :func:`predict` and :func:`live_effect` take a delay from elsewhere (a held-out history arm) and
+hold it fixed. :func:`bounded`, :func:`fmt_share` and :func:`goal_verdict` state the results without an
+interval the sample size cannot give.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.proportion import proportion_confint
 
-from lab.stats import min_n_for_quantile
+from lab.stats import min_n_for_quantile, quantile_interval
 
 On = Literal["latency", "ttft"]
 
@@ -134,7 +140,8 @@ def compare(baseline_ms: np.ndarray, treated_ms: np.ndarray, started: np.ndarray
     ``scipy.stats.bootstrap`` percentile intervals, paired (requests resampled) and seeded; BCa is
     not used because its jackknife is unstable for high quantiles and undefined with infinite
     latencies. An interval whose resamples include an undefined value is NaN, as is every
-    interval when n < 2; a statistic constant over resamples gets a zero-width interval.
+    interval when n < 2 or ``n_resamples`` is 0 (point estimates only); a statistic constant over
+    resamples gets a zero-width interval.
     """
     q = np.asarray(quantiles, float)
     k, n = len(q), len(baseline_ms)
@@ -149,7 +156,7 @@ def compare(baseline_ms: np.ndarray, treated_ms: np.ndarray, started: np.ndarray
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # NaN in resamples: NaN interval
         point, low, high = statistic(*data), np.full(k + 2, np.nan), np.full(k + 2, np.nan)
-        if n >= 2:  # batches of ~250k values bound memory on long traces
+        if n >= 2 and n_resamples > 0:  # batches of ~250k values bound memory on long traces
             ci = stats.bootstrap(data, statistic, paired=True, vectorized=True, method="percentile",
                                  confidence_level=confidence, n_resamples=n_resamples,
                                  batch=max(1, 250_000 // n), rng=np.random.default_rng(seed))
@@ -183,7 +190,8 @@ def sweep(primary: pd.DataFrame, backup: pd.DataFrame, *, delay_percentiles: Seq
     default) every bootstrap resample estimates it again from its own primary calls: an interval that
     held the delay fixed would ignore that uncertainty and cover too seldom. ``delay_from_data=False``
     holds it at the full sample's value (right when the delay comes from other data, e.g. a history arm:
-    then pass that arm's delay to :func:`hedged_latency` and :func:`compare` instead).
+    then pass that arm's delay to :func:`predict` instead). ``n_resamples=0`` gives point estimates only
+    (every interval NaN), for a figure that shows none.
     """
     baseline, progress, failed_at = _arrays(primary, on)
     ok = primary["status"].eq("ok").to_numpy()
@@ -213,7 +221,7 @@ def sweep(primary: pd.DataFrame, backup: pd.DataFrame, *, delay_percentiles: Seq
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN resample of the signal: NaN interval
             point = statistic(*data)
             low, high = np.full(k + 2, np.nan), np.full(k + 2, np.nan)
-            if n >= 2:
+            if n >= 2 and n_resamples > 0:
                 ci = stats.bootstrap(data, statistic, paired=True, vectorized=True, method="percentile",
                                      confidence_level=confidence, n_resamples=n_resamples,
                                      batch=max(1, 250_000 // n), rng=np.random.default_rng(seed))
@@ -221,3 +229,145 @@ def sweep(primary: pd.DataFrame, backup: pd.DataFrame, *, delay_percentiles: Seq
         frames.append(_rows(baseline, hedged, point, low, high, q, n, confidence).assign(delay_pct=pct,
                                                                                           delay_ms=delay))
     return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
+
+
+# -- measured arms and their presentation ---------------------------------------------------------------------------
+
+def answered_ms(frame: pd.DataFrame) -> np.ndarray:
+    """Each request's latency, ``inf`` when it was never answered (a failure is counted, never dropped)."""
+    return _success_ms(frame)
+
+
+def live_effect(base: pd.DataFrame, treated: pd.DataFrame, *, quantiles: Sequence[float] = (0.5, 0.95, 0.99),
+                confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """A measured policy arm against the primary-alone arm, paired by request (both in request order, as
+    :func:`lab.hedge.scenarios.arm` gives them): :func:`compare` of the answered latencies, with the requests
+    that sent a second request (``extra_requests`` > 0) and the policy's cost over the primary's (a missing
+    cost counts 0). The delay is whatever the arm was run with, not estimated here, so nothing is
+    re-estimated: the interval is for the policy at that delay."""
+    if not np.array_equal(base["request"].to_numpy(), treated["request"].to_numpy()):
+        raise ValueError("the two arms must hold the same requests in the same order")
+    base_cost, cost = base["cost_usd"].fillna(0).to_numpy(float), treated["cost_usd"].fillna(0).to_numpy(float)
+    return compare(answered_ms(base), answered_ms(treated), treated["extra_requests"].to_numpy() > 0,
+                   cost - base_cost, base_cost, quantiles=quantiles, confidence=confidence,
+                   n_resamples=n_resamples, seed=seed)
+
+
+def predict(primary: pd.DataFrame, backup: pd.DataFrame, delay_ms: float, *, on: On = "latency",
+            quantiles: Sequence[float] = (0.5, 0.95, 0.99), confidence: float = 0.95, n_resamples: int = 2000,
+            seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What hedging at a *given* delay (e.g. from a held-out history arm) does to two frames paired by row:
+    :func:`compare` of :func:`hedged_latency` against the primary alone, and the per-request frame. The delay
+    is held fixed in every resample, right only when it was not estimated from these calls (else use
+    :func:`sweep`)."""
+    per_request = hedged_latency(primary, backup, delay_ms, on=on)
+    effect = compare(per_request["baseline_ms"], per_request["hedged_ms"], per_request["backup_started"],
+                     per_request["extra_cost_usd"], _cost(primary), quantiles=quantiles, confidence=confidence,
+                     n_resamples=n_resamples, seed=seed)
+    return effect, per_request
+
+
+def goal_verdict(frame: pd.DataFrame, min_reduction: float, max_extra: float) -> pd.Series:
+    """Per row of a :func:`compare` / :func:`sweep` table: "yes" when both intervals lie inside the goal
+    (``reduction_low >= min_reduction`` and ``extra_high <= max_extra``), "no" when either lies wholly
+    outside it, "undecided" otherwise, "-" without intervals. Each interval has its own confidence; the two
+    hold together with at least ``1 - 2 (1 - confidence)`` (Bonferroni)."""
+    low, high = frame["reduction_low"].to_numpy(float), frame["reduction_high"].to_numpy(float)
+    extra_low, extra_high = frame["extra_low"].to_numpy(float), frame["extra_high"].to_numpy(float)
+    verdict = np.where((low >= min_reduction) & (extra_high <= max_extra), "yes",
+                       np.where((high < min_reduction) | (extra_low > max_extra), "no", "undecided"))
+    missing = np.isnan(low) | np.isnan(high) | np.isnan(extra_low) | np.isnan(extra_high)
+    return pd.Series(np.where(missing, "-", verdict), index=frame.index, name="meets goal")
+
+
+def bounded(frame: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`compare` / :func:`sweep` table without the reduction intervals its n cannot give: where
+    ``estimable`` is False (fewer requests than a distribution-free interval of that quantile needs, e.g.
+    368 for a p99), ``reduction_low`` and ``reduction_high`` become NaN (shown as "no interval")."""
+    out = frame.copy()
+    out.loc[~out["estimable"].astype(bool), ["reduction_low", "reduction_high"]] = np.nan
+    return out
+
+
+_BOUNDS = {"reduction": ("reduction_low", "reduction_high"), "extra_requests": ("extra_low", "extra_high"),
+           "extra_cost": ("extra_cost_low", "extra_cost_high")}
+
+
+def fmt_share(row: pd.Series | dict[str, Any], column: str = "reduction", spec: str = ".1%") -> str:
+    """A share of a :func:`compare` / :func:`sweep` row with its interval, "69.1% [63.5%, 71.6%]"; a reduction
+    whose quantile ``n`` cannot bound reads "69.1% (no interval: n = 250, a p99 needs 368)", a NaN share "none"."""
+    value = row[column]
+    if value is None or np.isnan(value):
+        return "none"
+    low, high = (row[name] for name in _BOUNDS[column])
+    if column == "reduction" and not row["estimable"]:
+        q = row["q"]
+        return (f"{value:{spec}} (no interval: n = {int(row['n']):,}, a p{100 * q:g} needs "
+                f"{min_n_for_quantile(q):,})")
+    if np.isnan(low) or np.isnan(high):
+        return f"{value:{spec}} (no interval)"
+    return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
+def fmt_ms(value: float) -> str:
+    """Milliseconds as "1,620 ms"; ``inf`` as "never answered"."""
+    return "never answered" if np.isinf(value) else f"{value:,.0f} ms"
+
+
+def fmt_cut(row: pd.Series | dict[str, Any]) -> str:
+    """A reduction and its price: "69.1% [63.5%, 71.6%] for 5.0% [3.0%, 7.2%] extra requests" (:func:`fmt_share`)."""
+    return f"{fmt_share(row)} for {fmt_share(row, 'extra_requests')} extra requests"
+
+
+def fmt_latency(estimate: float, low: float, high: float) -> str:
+    """A latency percentile in ms with its interval, "1,620 [1,580, 1,700]": ``inf`` (never answered) reads
+    "never", a NaN bound (one the data cannot give) "unbounded"."""
+    def one(value: float) -> str:
+        return "unbounded" if np.isnan(value) else "never" if np.isinf(value) else f"{value:,.0f}"
+    return f"{one(estimate)} [{one(low)}, {one(high)}]"
+
+def arm_summary(arm: pd.DataFrame, *, quantiles: Sequence[float] = (0.5, 0.95, 0.99),
+                confidence: float = 0.95) -> dict[str, Any]:
+    """One measured arm (outcomes of :func:`lab.hedge.scenarios.load`): ``n``; the shares ``failed`` and
+    ``extra`` (requests that sent a second one) with Wilson intervals
+    (``statsmodels.stats.proportion.proportion_confint``); ``cost_per_1000`` (USD, a missing cost counts
+    0); per quantile ``pNN``, ``pNN_low``, ``pNN_high`` of the answered latency, never-answered requests
+    counted as infinitely slow, with a distribution-free interval (:func:`lab.stats.quantile_interval`,
+    an order statistic; NaN bounds where n cannot give them)."""
+    n = len(arm)
+    row: dict[str, Any] = {"n": n}
+    for name, hits in (("failed", int((~arm["ok"]).sum())), ("extra", int((arm["extra_requests"] > 0).sum()))):
+        low, high = proportion_confint(hits, n, alpha=1 - confidence, method="wilson")
+        row |= {name: hits / n, f"{name}_low": float(low), f"{name}_high": float(high)}
+    row["cost_per_1000"] = 1000 * float(arm["cost_usd"].fillna(0).mean())
+    latency = answered_ms(arm)
+    for q in quantiles:
+        ci = quantile_interval(latency, q, confidence=confidence, method="inverted_cdf")
+        key = f"p{100 * q:g}"
+        row |= {key: ci["estimate"], f"{key}_low": ci["low"], f"{key}_high": ci["high"]}
+    return row
+
+
+def agreement(live: pd.DataFrame, predicted: pd.DataFrame, *, quantiles: Sequence[float] = (0.95, 0.99),
+              within_ms: float = 100.0) -> dict[str, Any]:
+    """A measured hedged arm (outcomes in request order) against the prediction for the same requests (the
+    per-request frame of :func:`predict`): per quantile ``pNN predicted`` and ``pNN live`` (order statistics,
+    never-answered requests infinitely slow); the shares hedged, predicted and live; per request the absolute
+    gap between live and predicted latency, its median and the share within ``within_ms``, over requests
+    answered in both; ``answered in one only`` (requests one of the two never answered); and the client's
+    largest scheduling delay, ``client delay, max`` (ms), which the prediction does not see."""
+    live_ms, predicted_ms = answered_ms(live), predicted["hedged_ms"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        gap = np.abs(live_ms - predicted_ms)
+    both = np.isfinite(gap)
+    row: dict[str, Any] = {}
+    for q in quantiles:
+        row[f"p{100 * q:g} predicted"] = float(np.quantile(predicted_ms, q, method="inverted_cdf"))
+        row[f"p{100 * q:g} live"] = float(np.quantile(live_ms, q, method="inverted_cdf"))
+    return row | {"hedged predicted": float(predicted["backup_started"].mean()),
+                  "hedged live": float((live["extra_requests"] > 0).mean()),
+                  "median gap per request": float(np.median(gap[both])) if both.any() else np.nan,
+                  "within": float((gap[both] <= within_ms).mean()) if both.any() else np.nan,
+                  "answered in one only": int((np.isinf(live_ms) != np.isinf(predicted_ms)).sum()),
+                  "client delay, max": float(live["lateness_ms"].max())}
+

@@ -9,24 +9,20 @@ provider's own variable (``ANTHROPIC_MODEL``, ``OPENAI_MODEL``, ``OPENAI_COMPATI
 then ``LLM_MODEL`` for the ``LLM_PROVIDER`` provider, then :data:`lab.config.DEFAULT_MODELS`.
 """
 
-from lab.config import ConfigurationError
-from lab.llm.api import (
-    AsyncTextStream,
-    Completion,
-    TextStream,
-    acomplete,
-    acomplete_json,
-    astream,
-    complete,
-    complete_json,
-    drain,
-    prepare,
-    session,
-    stream,
-)
+import importlib
+from typing import Any
+
+from lab.config import DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, ConfigurationError
 from lab.llm.retry import NO_RETRY, RetryPolicy
 
-__all__ = [
-    "AsyncTextStream", "Completion", "ConfigurationError", "NO_RETRY", "RetryPolicy", "TextStream",
-    "acomplete", "acomplete_json", "astream", "complete", "complete_json", "drain", "prepare", "session", "stream",
-]
+_API = ("AsyncTextStream", "Completion", "TextStream", "acomplete", "acomplete_json", "astream", "complete",
+        "complete_json", "drain", "prepare", "session", "stream")
+__all__ = ["ConfigurationError", "DEFAULT_MAX_TOKENS", "DEFAULT_TIMEOUT_S", "NO_RETRY", "RetryPolicy", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    """The API loads the provider SDKs (about 2 s): import it when a call is first made, not with the package,
+    so replaying recorded runs never pays for it."""
+    if name not in _API:
+        raise AttributeError(f"module 'lab.llm' has no attribute {name!r}")
+    return getattr(importlib.import_module("lab.llm.api"), name)

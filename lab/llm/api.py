@@ -29,31 +29,18 @@ from queue import SimpleQueue
 from typing import Any
 
 from lab import config, prices
+from lab.config import DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S
 from lab.llm import clients, schemas
+from lab.llm.completion import Completion
 from lab.llm.providers import ADAPTERS, NOTHING, CutStream, Failure, Reply, Request, classify, events, stream_headers
 from lab.llm.retry import NO_RETRY, RetryPolicy
 from lab.llm.transport import ATTEMPT, PLANNED, Clock
 from lab.records import AttemptError, CallRecord, Kind, stream_timing
 from lab.redact import clean_url
 
-DEFAULT_MAX_TOKENS = 1024
-DEFAULT_TIMEOUT_S = 120.0
 
 _CANCELLED = Failure("cancelled", None, "the caller stopped reading the stream")
 _END = object()
-
-
-@dataclass(frozen=True)
-class Completion:
-    """A finished call: its text (empty on error), its record, and for JSON calls its data."""
-
-    text: str
-    record: CallRecord
-    data: Any = None
-
-    @property
-    def ok(self) -> bool:
-        return self.record.ok
 
 
 class _Attempt:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import jsonschema
 import pydantic
 
 Schema = dict[str, Any] | type[pydantic.BaseModel]
@@ -42,6 +41,8 @@ def parse(text: str, schema: Schema) -> Any:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidJSON("invalid_json", f"answer is not valid JSON: {exc}") from exc
+    import jsonschema  # its format checkers take about a second to import: only when a dict schema is validated
+
     try:
         if isinstance(schema, type):
             return schema.model_validate(data)

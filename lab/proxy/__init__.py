@@ -2,10 +2,20 @@
 call, and can fall back and hedge.
 
 An application changes only its base URLs (``ANTHROPIC_BASE_URL=http://127.0.0.1:PORT``,
-``OPENAI_BASE_URL=http://127.0.0.1:PORT/v1``); the proxy forwards each request with the caller's
-own credentials to the upstream its route names, streams the reply back event by event as it
-arrives, and records every upstream attempt (winner, loser or shadow) as a call record in a run,
+``OPENAI_BASE_URL=http://127.0.0.1:PORT/v1``); the proxy forwards each chat request with the
+caller's own credentials to the upstream its route names, streams the reply back event by event as
+it arrives, and records every upstream attempt (winner, loser or shadow) as a call record in a run,
 off the response's critical path. ``lab analyze RUN`` then reads it like any other run.
+
+What is recorded, per attempt: the upstream's timing as :mod:`lab.llm` measures its own calls
+(from the request's hand-over to the connection pool to the last byte; first content, first text,
+every content chunk), tokens and stop reason from the upstream's usage, cost, status and error,
+the upstream's request id, the route (``target``), the ``x-lab-task`` header (``task``), the
+session (``window``) and the request's number in it (``sample``). Never a header, a key or a
+prompt: a request is known by the SHA-256 of its body (in ``requests.jsonl``); an answer's text
+only with ``--record-text``. An OpenAI stream carries token counts only if the application asks
+for them (``stream_options.include_usage``): the proxy does not change a request to get them, so
+without it those records have timing but no tokens or cost.
 
 Modules, one concern each:
 

@@ -15,7 +15,7 @@ proxy relays that one attempt to its end, whatever happens.
   that says the request itself is wrong), or the primary is not ready after the fallback's
   ``timeout_s`` (then given up, recorded as a ``timeout``), the fallback target is tried.
 * ``hedge``: when the primary is not ready after the delay (fixed, or a censoring-aware recent
-  percentile of the primary's time to ready, :class:`lab.hedge.policies.RecentPercentile`), and the
+  percentile of the primary's time to ready, :class:`lab.hedge.delays.RecentPercentile`), and the
   budget allows, the hedge target is started too. A primary that fails first starts it at once (a
   fallback, outside the budget). The budget: the hedges among the route's requests in the window
   (the last N requests, or the last T seconds) never exceed ``percent`` % of them.
@@ -40,12 +40,22 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from lab.hedge.delays import RecentPercentile
 from lab.proxy import translate, wire
-from lab.proxy.forward import Attempt, upstream_headers
+from lab.proxy.forward import Attempt, env_proxy, upstream_headers
 from lab.proxy.policy import Budget, Hedge, Policy, Route, Target
 from lab.proxy.wire import Ask
 
 RESTARTED = ("cancelled", "another attempt answered first")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One target's request, built once per exchange."""
+
+    url: str
+    headers: Any
+    body: bytes
 
 
 @dataclass
@@ -66,6 +76,7 @@ class Exchange:
     chosen: Attempt | None = None
     abandoned: bool = False
     sha256: str = ""
+    prepared: dict[Target, _Prepared] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     delivery: asyncio.Future[Attempt] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     caller_status: asyncio.Future[int | None] = field(
@@ -73,6 +84,18 @@ class Exchange:
 
     def __post_init__(self) -> None:
         self.sha256 = hashlib.sha256(self.body).hexdigest()
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the caller gets the primary's reply as it comes (no policy, or a policy in shadow mode)."""
+        return self.route.plain or self.route.shadow
+
+    def attempt_changed(self, attempt: Attempt) -> None:
+        """An attempt reached a stage or ended: wake the engine; a primary the caller gets as it comes is
+        handed over at once."""
+        self.changed.set()
+        if self.fixed and attempt.role == "primary" and (attempt.ready_ns("headers") is not None or attempt.done):
+            self.deliver(attempt)
 
     def deliver(self, attempt: Attempt) -> None:
         if not self.delivery.done():
@@ -132,10 +155,8 @@ class Delay:
 
     def __init__(self, hedge: Hedge) -> None:
         self.fixed = hedge.delay_s
-        self.estimator: Any = None
+        self.estimator: RecentPercentile | None = None
         if hedge.percentile is not None:
-            from lab.hedge.policies import RecentPercentile  # statsmodels: loaded only when a route needs it
-
             self.estimator = RecentPercentile(hedge.percentile, hedge.window, hedge.initial_s)
 
     def __call__(self) -> float:
@@ -147,22 +168,15 @@ class Delay:
 
 
 class _RouteState:
+    """What a route learns across requests: its hedge budget, and a delay per stage (a stream's first
+    content, a whole reply)."""
+
     def __init__(self, route: Route) -> None:
         self.budget = HedgeBudget(route.hedge.budget) if route.hedge else None
-        self.delays: dict[str, Delay] = {}
-        self._hedge = route.hedge
+        self.delays = {stage: Delay(route.hedge) for stage in ("content", "end")} if route.hedge else {}
 
     def delay(self, stage: str) -> Delay:
-        if stage not in self.delays:
-            self.delays[stage] = Delay(self._hedge)  # type: ignore[arg-type]
         return self.delays[stage]
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    url: str
-    headers: Any
-    body: bytes
 
 
 class Engine:
@@ -172,13 +186,13 @@ class Engine:
                  keys: dict[str, str | None] | None = None) -> None:
         self.session, self.policy, self.keep_text = session, policy, keep_text
         self._keys = policy.keys() if keys is None else keys
-        self._states: dict[str, _RouteState] = {}
-        self._prepared: dict[int, dict[Target, _Prepared]] = {}
+        self._proxies = {name: env_proxy(u.url) for name, u in policy.upstreams.items()}
+        # Built now: a percentile delay loads statsmodels, which must not happen on a request's time.
+        self._states = {r.name: _RouteState(r) for r in (*policy.routes, *policy.defaults.values())}
 
     def prepare(self, exchange: Exchange) -> None:
         """Build each target's request now; raises :class:`~lab.proxy.translate.Untranslatable` when a
         target of the other API cannot be given this request."""
-        prepared = {}
         for target in exchange.route.targets():
             upstream = target.upstream
             body = exchange.body
@@ -197,14 +211,13 @@ class Engine:
             if exchange.query and upstream.format == exchange.api:
                 url += "?" + exchange.query
             headers = upstream_headers(exchange.headers, exchange.api, target, self._keys.get(upstream.name))
-            prepared[target] = _Prepared(url, headers, body)
-        self._prepared[id(exchange)] = prepared
+            exchange.prepared[target] = _Prepared(url, headers, body)
 
     def _start(self, exchange: Exchange, target: Target, role: str) -> Attempt:
-        p = self._prepared[id(exchange)][target]
+        p = exchange.prepared[target]
         attempt = Attempt(self.session, target, role, url=p.url, headers=p.headers, body=p.body, ask=exchange.ask,
                           caller_api=exchange.api, timeout_s=exchange.route.timeout_s, keep_text=self.keep_text,
-                          on_change=exchange.changed.set)
+                          on_change=exchange.attempt_changed, proxy=self._proxies.get(target.upstream.name))
         exchange.attempts.append(attempt)
         exchange.changed.set()
         return attempt
@@ -213,26 +226,17 @@ class Engine:
         """Make the exchange's attempts, settle its delivery, wait for every attempt (shadows included)
         and for the caller's reply to end, then ``record(exchange, caller_status)``."""
         route = exchange.route
-        state = self._states.get(route.name)
-        if state is None:
-            state = self._states[route.name] = _RouteState(route)
-        stream_stage = "latency" if route.hedge is not None and route.hedge.on == "latency" else "content"
-        stage = "end" if not exchange.ask.stream or stream_stage == "latency" else "content"
+        state = self._states[route.name]
+        on_latency = route.hedge is not None and route.hedge.on == "latency"
+        stage = "content" if exchange.ask.stream and not on_latency else "end"
         primary = None
         try:
             primary = self._start(exchange, route.primary, "primary")
             await self._race(exchange, primary, stage, state)
-            while not exchange.delivery.done():  # the policy has chosen; the caller still waits for the primary
-                exchange.changed.clear()
-                if primary.ready_ns("headers") is not None or primary.done:
-                    exchange.deliver(primary)
-                else:
-                    await exchange.changed.wait()
         finally:
-            if primary is not None:
-                exchange.deliver(primary if exchange.chosen is None else exchange.chosen)
+            if primary is not None and not exchange.fixed:
+                exchange.deliver(primary)  # only if the race ended without a word (it was cancelled)
             await asyncio.gather(*(a.task for a in exchange.attempts), return_exceptions=True)
-            self._prepared.pop(id(exchange), None)
             if primary is not None and route.hedge is not None:
                 self._learn(state.delay(stage), primary, stage)
             status = await exchange.caller_status
@@ -251,17 +255,15 @@ class Engine:
 
     async def _race(self, exchange: Exchange, primary: Attempt, stage: str, state: _RouteState) -> None:
         route = exchange.route
-        fixed = route.plain or route.shadow  # the caller gets the primary's reply, as it comes
+        fixed = exchange.fixed
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         request = state.budget.arrive() if state.budget is not None else 0
         hedge_at = t0 + state.delay(stage)() if route.hedge is not None else None
         fallback_at = t0 + route.fallback.timeout_s if route.fallback and route.fallback.timeout_s else None
         roles = lambda: {a.role for a in exchange.attempts}  # noqa: E731
-        while True:
+        while True:  # (in fixed mode the primary is handed to the caller by Exchange.attempt_changed)
             exchange.changed.clear()
-            if fixed and (primary.ready_ns("headers") is not None or primary.done):
-                exchange.deliver(primary)
             ready = [(a.ready_ns(stage), i) for i, a in enumerate(exchange.attempts) if a.ready_ns(stage) is not None]
             if ready:
                 winner = exchange.attempts[min(ready)[1]]
@@ -275,19 +277,20 @@ class Engine:
             if exchange.abandoned:
                 return
             now = loop.time()
-            if fallback_at is not None and now >= fallback_at:
+            if fallback_at is not None and now >= fallback_at and route.fallback is not None:
                 fallback_at = None
                 if not primary.done and "fallback" not in roles():
                     if not fixed:
                         primary.cancel("timeout", f"not ready within the fallback's timeout_s "
-                                                  f"({route.fallback.timeout_s:g} s): given up")  # type: ignore[union-attr]
-                    self._start(exchange, route.fallback.target, "fallback")  # type: ignore[union-attr]
+                                                  f"({route.fallback.timeout_s:g} s): given up")
+                    self._start(exchange, route.fallback.target, "fallback")
                     continue
             if hedge_at is not None and now >= hedge_at:
                 hedge_at = None
-                if not primary.done and "hedge" not in roles() and state.budget is not None and state.budget.allows():
+                if (not primary.done and "hedge" not in roles() and route.hedge is not None
+                        and state.budget is not None and state.budget.allows()):
                     state.budget.spend(request)
-                    self._start(exchange, route.hedge.target, "hedge")  # type: ignore[union-attr]
+                    self._start(exchange, route.hedge.target, "hedge")
                     continue
             if all(a.done for a in exchange.attempts):
                 last = max(exchange.attempts, key=lambda a: a.end_ns or 0)

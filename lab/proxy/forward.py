@@ -2,16 +2,18 @@
 timed, checked, and (across APIs) translated.
 
 The clock is the lab's (see :mod:`lab.llm.transport`): it starts when the request is handed to
-the connection pool (aiohttp's ``connection_reuseconn`` or ``connection_create_start`` trace
-signal, so a new connection's set-up is inside it and also counted as ``connect_ms``) and each
-piece of the body is stamped as it is read from the socket. Time to first token is the piece
-holding the first event with generated content (text, thinking, tool input), not the headers.
+the connection pool (:class:`TimedConnector`; so a new connection's set-up is inside it, and also
+counted as ``connect_ms``) and each piece of the body is stamped as it is read from the socket.
+Time to first token is the piece holding the first event with generated content (text, thinking,
+tool input), not the headers.
 
-A stream is cut into whole server-sent events; each is checked and read before it is queued for
-the caller (``out``), so the proxy never relays a half event or one it could not read. What the
-proxy asks of an upstream differs from the caller's request in one header only:
-``accept-encoding: identity``, so that it can read what it relays (the caller gets the same bytes,
-uncompressed, over loopback).
+A stream is cut into whole server-sent events; each is checked and read before it is passed on,
+so the proxy never relays a half event or one it could not read. Until the caller is given the
+attempt, its events are held (``out``); then the reading task writes each read to the caller
+itself, and waits only if the caller is more than 64 KiB behind (the clock's stamps are taken
+before). What the proxy asks of a same-API upstream differs from the caller's request in one
+header only: ``accept-encoding: identity``, so that it can read what it relays (the caller gets
+the same bytes, uncompressed, over loopback).
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
+import weakref
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -39,7 +45,11 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 """Headers that belong to one connection, never forwarded (nor those a ``connection`` header names)."""
 CREDENTIALS = ("x-api-key", "authorization")
 MAX_ERROR_BODY = 1 << 20
-_SKIP_AUTO = ("User-Agent", "Accept", "Content-Type")
+SKIP_AUTO = ("User-Agent", "Accept", "Content-Type")
+
+
+class _CallerGone(Exception):
+    """The caller closed its connection while its reply was being written."""
 
 
 @dataclass(frozen=True)
@@ -49,33 +59,48 @@ class Failure:
 
     error_type: str
     message: str
-    http_status: int | None = None
     relayed: bool = False
 
 
-async def _sent(session: Any, ctx: Any, params: Any) -> None:
-    attempt = ctx.trace_request_ctx
-    if isinstance(attempt, Attempt) and attempt.sent_ns is None:
-        attempt.stamp_sent()
+_CURRENT: ContextVar[Attempt | None] = ContextVar("lab_proxy_attempt", default=None)
 
 
-async def _connected(session: Any, ctx: Any, params: Any) -> None:
-    attempt = ctx.trace_request_ctx
-    if isinstance(attempt, Attempt) and attempt.sent_ns is not None:
-        attempt.connect_ns = time.perf_counter_ns() - attempt.sent_ns
+class TimedConnector(aiohttp.TCPConnector):
+    """aiohttp's connection pool, stamping the attempt whose request it is handed (the clock's start)
+    and timing the opening of a new connection (``connect_ms``; 0 when a pooled one is reused)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._opened: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+        attempt = _CURRENT.get()
+        if attempt is not None and attempt.sent_ns is None:
+            attempt.stamp_sent()
+        began = time.perf_counter_ns()
+        connection = await super().connect(req, traces, timeout)
+        if connection.protocol is not None and connection.protocol not in self._opened:
+            self._opened.add(connection.protocol)
+            if attempt is not None:
+                attempt.connect_ns = time.perf_counter_ns() - began
+        return connection
+
+
+def env_proxy(url: str) -> str | None:
+    """The outbound proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``, ...), as the
+    SDKs would use it; read once per upstream (aiohttp's ``trust_env`` reads it on every request,
+    about half a millisecond each)."""
+    parts = urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def client_session() -> aiohttp.ClientSession:
     """The proxy's HTTP client: no pool limit, no timeouts of its own (each attempt has a deadline),
-    no decompression, no redirects followed; honours HTTPS_PROXY and NO_PROXY as the SDKs do."""
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_reuseconn.append(_sent)
-    trace.on_connection_create_start.append(_sent)
-    trace.on_connection_queued_start.append(_sent)
-    trace.on_connection_create_end.append(_connected)
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=False,
-                                 trust_env=True, trace_configs=[trace])
+    no decompression, no redirects followed (the environment's outbound proxy: :func:`env_proxy`)."""
+    connector = TimedConnector(limit=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=False)
 
 
 def upstream_headers(caller: CIMultiDictProxy[str] | CIMultiDict[str], caller_api: str, target: Target,
@@ -122,14 +147,15 @@ class Attempt:
 
     Stages, each a ``time.perf_counter_ns`` value or None: ``headers_ns`` (a stream's reply began),
     ``first_content_ns`` (first generated content in a stream), ``ok_ns`` (the reply ended, whole and
-    readable). ``on_change`` is called at each, and when the attempt ends. A reply for the caller
-    comes as ``body`` (not streamed) or as ``out`` (stream events in the caller's API, then None);
-    an upstream error reply is kept whole in ``error_reply``.
+    readable). ``on_change(attempt)`` is called at each, and when the attempt ends. A reply for the caller
+    comes as ``body`` (not streamed) or as ``out`` (stream events in the caller's API, then None)
+    until :meth:`attach` hands the stream to the caller; an upstream error reply is kept whole in
+    ``error_reply``. ``finished`` is set when the attempt has ended.
     """
 
     def __init__(self, session: aiohttp.ClientSession, target: Target, role: str, *, url: str,
                  headers: CIMultiDict[str], body: bytes, ask: Ask, caller_api: str, timeout_s: float,
-                 keep_text: bool, on_change: Callable[[], None]) -> None:
+                 keep_text: bool, on_change: Callable[[Attempt], None], proxy: str | None = None) -> None:
         self.target, self.role, self.ask, self.caller_api = target, role, ask, caller_api
         self.api = target.upstream.format
         self.translating = self.api != caller_api
@@ -156,13 +182,14 @@ class Attempt:
         self.failure: Failure | None = None
         self._cancel_reason: tuple[str, str] = ("cancelled", "cancelled")
         self._session, self._url, self._request_headers, self._request_body = session, url, headers, body
+        self._proxy = proxy
+        self._sink: Callable[[bytes], Awaitable[Any]] | None = None
+        self.finished = asyncio.Event()
+        self.done = False
         self.task = asyncio.create_task(self._run())
+        self.task.add_done_callback(lambda _: self._settle())  # also when cancelled before it ever ran
 
     # -- what the engine asks --------------------------------------------------------------------
-
-    @property
-    def done(self) -> bool:
-        return self.task.done()
 
     @property
     def first_content_ns(self) -> int | None:
@@ -181,6 +208,19 @@ class Attempt:
             self._cancel_reason = (error_type, message)
             self.task.cancel()
 
+    async def attach(self, write: Callable[[bytes], Awaitable[Any]]) -> None:
+        """Give the caller what was held back, then let the reading task ``write`` each read to the caller
+        itself (no hand-over between tasks per read). Returns at once if the attempt has ended."""
+        queue = self.out
+        while not queue.empty():
+            items = [queue.get_nowait() for _ in range(queue.qsize())]
+            data = b"".join(item for item in items if item is not None)
+            if data:
+                await write(data)
+            if items[-1] is None:
+                return
+        self._sink = write  # nothing held, and no await since the check: nothing can come between
+
     def stamp_sent(self) -> None:
         self.started_at, self.sent_ns = datetime.now(UTC), time.perf_counter_ns()
 
@@ -188,20 +228,23 @@ class Attempt:
 
     def _fail(self, error_type: str, message: str, relayed: bool = False) -> None:
         if self.failure is None:
-            self.failure = Failure(error_type, redact(message[:500]) or "", self.status, relayed)
+            self.failure = Failure(error_type, redact(message[:500]) or "", relayed)
 
     async def _run(self) -> None:
         response = None
+        _CURRENT.set(self)  # for the pool's stamp (this task's own context)
         try:
             async with asyncio.timeout(self.timeout_s):
                 response = await self._session.request(
                     "POST", self._url, data=self._request_body, headers=self._request_headers, allow_redirects=False,
-                    skip_auto_headers=_SKIP_AUTO, trace_request_ctx=self)
+                    skip_auto_headers=SKIP_AUTO, proxy=self._proxy)
                 await self._read(response)
         except TimeoutError:
             self._fail("timeout", f"no complete answer within the route's timeout_s ({self.timeout_s:g} s)")
         except asyncio.CancelledError:
             self._fail(*self._cancel_reason)
+        except _CallerGone:
+            self._fail("cancelled", "the caller closed the connection")
         except wire.Garbage as exc:
             self._fail("invalid_response", str(exc))
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
@@ -212,17 +255,27 @@ class Attempt:
         except Exception as exc:  # anything unforeseen in a reply is the reply's fault: recorded, never raised
             self._fail("invalid_response", f"{type(exc).__name__}: {exc}")
         finally:
-            if self.sent_ns is None:
-                self.stamp_sent()  # never reached the pool: a zero-length attempt
-            if self.failure is not None or self.end_ns is None:
-                self.end_ns = time.perf_counter_ns()  # as lab.llm: a failure ends when it is noticed
             if response is not None:
                 if self.failure is None:
                     response.release()
                 else:
                     response.close()  # a loser, a cut or an error: the upstream request is closed
-            self.out.put_nowait(None)
-            self.on_change()
+            self._settle()
+
+    def _settle(self) -> None:
+        """The attempt has ended: note when (a failure when it was noticed, as in lab.llm), and tell."""
+        if self.done:
+            return
+        self.done = True
+        if self.task.done() and self.task.cancelled():
+            self._fail(*self._cancel_reason)
+        if self.sent_ns is None:
+            self.stamp_sent()  # never reached the pool: a zero-length attempt
+        if self.failure is not None or self.end_ns is None:
+            self.end_ns = time.perf_counter_ns()
+        self.out.put_nowait(None)
+        self.finished.set()
+        self.on_change(self)
 
     async def _read(self, response: aiohttp.ClientResponse) -> None:
         arrived = self.end_ns = time.perf_counter_ns()
@@ -240,7 +293,7 @@ class Attempt:
             if not kind.startswith("text/event-stream"):
                 raise wire.Garbage(f"expected a stream of server-sent events, got content-type {kind[:60] or 'none'!r}")
             self.headers_ns = arrived
-            self.on_change()
+            self.on_change(self)
             await self._stream(response, decoder)
             return
         if "json" not in kind:
@@ -254,6 +307,18 @@ class Attempt:
         self.text = text if self.keep_text else ""
         self.body = translate.reply_body(data, self.api, self.seen, text) if self.translating else raw
         self.ok_ns = self.end_ns
+
+    async def _give(self, data: bytes) -> None:
+        """Pass on a read: held until the caller is given this attempt, then written to the caller (which
+        waits only when the caller is 64 KiB behind)."""
+        if self._sink is None:
+            self.out.put_nowait(data)
+            return
+        try:
+            await self._sink(data)
+        except ConnectionError:
+            self._sink = None
+            raise _CallerGone from None
 
     async def _whole(self, response: aiohttp.ClientResponse, decoder: Any, limit: int | None = None) -> bytes:
         pieces, size = [], 0
@@ -270,29 +335,32 @@ class Attempt:
         seen = self.seen
         async for piece in response.content.iter_any():
             at = self.end_ns = time.perf_counter_ns()
-            for raw in splitter.feed(decoder.decompress(piece) if decoder else piece):
-                name, data = wire.parse_event(raw)
-                if data is None:  # a comment or keep-alive
-                    if translator is None:
-                        out.put_nowait(raw)
-                    continue
-                event = wire.event_json(data)
-                got = reader.event(name, event)
-                if got.content:
-                    self.offsets_ns.append(at)
-                    if len(self.offsets_ns) == 1:
-                        self.on_change()
-                if got.text:
-                    if self.first_text_ns is None:
-                        self.first_text_ns = at
-                    if self.keep_text:
-                        seen.text.append(got.text)
-                relayed = translator.event(event, got) if translator is not None else raw
+            relayed: list[bytes] = []  # what this read gives the caller, queued at once
+            try:
+                for raw in splitter.feed(decoder.decompress(piece) if decoder else piece):
+                    name, data = wire.parse_event(raw)
+                    if data is None:  # a comment or keep-alive
+                        if translator is None:
+                            relayed.append(raw)
+                        continue
+                    event = wire.event_json(data)
+                    got = reader.event(name, event)
+                    if got.content:
+                        self.offsets_ns.append(at)
+                        if len(self.offsets_ns) == 1:
+                            self.on_change(self)
+                    if got.text:
+                        if self.first_text_ns is None:
+                            self.first_text_ns = at
+                        if self.keep_text:
+                            seen.text.append(got.text)
+                    relayed.append(translator.event(event, got) if translator is not None else raw)
+                    if seen.error is not None:
+                        self._fail(*seen.error, relayed=True)
+                        return
+            finally:  # the events read before a bad one still go to the caller
                 if relayed:
-                    out.put_nowait(relayed)
-                if seen.error is not None:
-                    self._fail(*seen.error, relayed=True)
-                    return
+                    await self._give(b"".join(relayed))
         self.text = "".join(seen.text)
         if splitter.rest.strip() or not seen.finished:
             self._fail("cut_stream", "the stream ended before its final event")

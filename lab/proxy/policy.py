@@ -8,7 +8,8 @@ adds others and routes requests among them::
     format = "openai"               # the API it speaks: anthropic or openai
     provider = "openai"             # for records and prices (default: the format;
                                     # an OpenAI-compatible server: "openai-compatible")
-    api_key_env = "OPENAI_API_KEY"  # send this variable's key, not the caller's
+    api_key_env = "OPENAI_API_KEY"  # send this variable's key, not the caller's (across APIs the
+                                    # caller's key is never sent: give one, unless it needs none)
 
     [[routes]]
     name = "haiku"                  # the records' target
@@ -21,7 +22,7 @@ adds others and routes requests among them::
     upstream = "anthropic"
     delay_s = 1.5                   # or: percentile = 95, window = 200, initial_s = 1.5
     on = "ttft"                     # "ttft" (first content) or "latency" (whole answer)
-    budget = { percent = 10, requests = 100 }   # or seconds = 60
+    budget = { percent = 10, requests = 100 }   # or seconds = 60 (this is the default)
 
     [routes.fallback]               # when the attempts fail (or the primary is too slow)
     upstream = "backup"

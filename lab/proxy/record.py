@@ -8,10 +8,12 @@ and the attempt's index, so every key is unique. Each exchange also gets one lin
 ``requests.jsonl``: its route and policy, its attempts by role (their keys), which one the caller
 got and which one the policy chose (they differ in shadow mode).
 
-Records are appended inside :meth:`lab.store.Run.batched`: a writer thread does the writing and the
-fsync, so no chunk waits on the disk. They are appended with :meth:`~lab.store.Run.append_line`
-rather than :meth:`~lab.store.Run.append`, which also keeps every record in memory: a proxy runs
-for days.
+Off the critical path, twice over: a finished exchange is only queued; its records are built in
+small slices a moment later, on the event loop while it waits on the network (so building them
+never holds up a chunk), and appended inside :meth:`lab.store.Run.batched`, whose writer thread
+does the writing and the fsync (so no chunk waits on the disk). They are appended with
+:meth:`~lab.store.Run.append_line` rather than :meth:`~lab.store.Run.append`, which also keeps
+every record in memory: a proxy runs for days. Closing the recorder writes whatever is queued.
 
 Nothing here stores a header: no key, no credential. The manifest holds the upstreams' URLs
 without credentials or query and the names (not values) of key variables.
@@ -19,15 +21,17 @@ without credentials or query and the names (not values) of key variables.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lab import prices
-from lab.proxy.wire import REQUEST_ID_HEADER
+from lab.proxy.wire import REQUEST_ID_HEADER, SYNTHETIC_HEADER
 from lab.records import CallRecord, stream_timing
-from lab.redact import clean_url
+from lab.redact import clean_url, redact
 from lab.store import CallKey, Run
 
 if TYPE_CHECKING:
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 
 EXPERIMENT = "proxy"
 REQUESTS = "requests.jsonl"
+DELAY_S = 0.1
 
 
 def call_record(attempt: Attempt, exchange: Exchange, run_id: str, window: str) -> CallRecord:
@@ -72,7 +77,7 @@ def call_record(attempt: Attempt, exchange: Exchange, run_id: str, window: str) 
         error_message=failure.message if failure else None,
         text=attempt.text if attempt.keep_text else "", run_id=run_id, experiment=EXPERIMENT, window=window,
         sample=exchange.sample, stop_reason=seen.stop_reason, request_id=request_id,
-        synthetic=headers.get("x-lab-synthetic") == "true", target=exchange.route.name, task=exchange.task)
+        synthetic=headers.get(SYNTHETIC_HEADER) == "true", target=exchange.route.name, task=exchange.task)
 
 
 def call_key(record: CallRecord, exchange: Exchange, index: int) -> CallKey:
@@ -93,6 +98,9 @@ class Recorder:
         self.exchanges = 0
         self._stack: contextlib.ExitStack | None = None
         self._warned = False
+        self._queued: deque[tuple[Exchange, int | None, int | None, int | None]] = deque()
+        self._lines: list[tuple[str, dict[str, Any]]] = []
+        self._scheduled = False
 
     def open(self) -> Recorder:
         stack = contextlib.ExitStack()
@@ -111,6 +119,7 @@ class Recorder:
         stack, self._stack = self._stack, None
         if stack is None:
             return
+        self.flush()
         with stack:
             stack.callback(self.run.end_session, self.session, ("window",))
 
@@ -122,24 +131,68 @@ class Recorder:
 
     def exchange(self, exchange: Exchange, *, delivered: int | None, chosen: int | None,
                  caller_status: int | None) -> None:
-        """Record every attempt of a finished exchange, and its line in ``requests.jsonl``. Never raises:
-        a disk that fails is reported once on stderr, and the proxy keeps forwarding."""
+        """Queue a finished exchange (called on the event loop); its records follow shortly."""
+        self._queued.append((exchange, delivered, chosen, caller_status))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_later(DELAY_S, self._write_some)
+
+    def _write_some(self, slice_size: int = 8) -> None:
+        """Build a few exchanges' lines, yielding to the network between slices; hand them all to the
+        writer thread at the end, so it wakes (and syncs) once per batch."""
+        for _ in range(min(slice_size, len(self._queued))):
+            self._lines.extend(self._build(*self._queued.popleft()))
+        if self._queued:
+            asyncio.get_running_loop().call_soon(self._write_some)  # network events come first
+            return
+        self._scheduled = False
+        self._append()
+
+    def flush(self) -> None:
+        """Write every queued exchange now."""
+        while self._queued:
+            self._lines.extend(self._build(*self._queued.popleft()))
+        self._append()
+
+    def _build(self, exchange: Exchange, delivered: int | None, chosen: int | None, caller_status: int | None
+               ) -> list[tuple[str, dict[str, Any]]]:
+        """The lines of a finished exchange (none, reported once, if they cannot be built)."""
         try:
-            calls = []
-            for i, attempt in enumerate(exchange.attempts):
-                record = call_record(attempt, exchange, self.run.id, self.window)
-                key = call_key(record, exchange, i)
-                self.run.append_line({"key": key.digest, "record": record.to_dict()})
-                calls.append({"key": key.digest, "role": attempt.role, "upstream": attempt.target.upstream.name,
-                              "status": record.status, "error_type": record.error_type})
-            self.run.append_line(self.line(exchange, calls, delivered, chosen, caller_status), REQUESTS)
-            self.records += len(calls)
-            self.exchanges += 1
+            return self._lines_of(exchange, delivered, chosen, caller_status)
+        except Exception as exc:  # a bug of the proxy's: one line, never a traceback, and forwarding goes on
+            self._report(f"cannot record sample {exchange.sample} ({type(exc).__name__}: {exc})")
+            return []
+
+    def _lines_of(self, exchange: Exchange, delivered: int | None, chosen: int | None, caller_status: int | None
+                  ) -> list[tuple[str, dict[str, Any]]]:
+        """The lines of a finished exchange: a record per attempt, and its line in ``requests.jsonl``."""
+        built, calls = [], []
+        for i, attempt in enumerate(exchange.attempts):
+            record = call_record(attempt, exchange, self.run.id, self.window)
+            key = call_key(record, exchange, i).digest
+            built.append(("calls.jsonl", {"key": key, "record": record.to_dict()}))
+            calls.append({"key": key, "role": attempt.role, "upstream": attempt.target.upstream.name,
+                          "status": record.status, "error_type": record.error_type})
+        built.append((REQUESTS, self.line(exchange, calls, delivered, chosen, caller_status)))
+        self.records += len(calls)
+        self.exchanges += 1
+        return built
+
+    def _append(self) -> None:
+        """Hand the built lines to the run's writer. Never raises: a disk that fails is reported once on
+        stderr, and the proxy keeps forwarding."""
+        lines, self._lines = self._lines, []
+        try:
+            for name, entry in lines:
+                self.run.append_line(entry, name)
         except OSError as exc:
-            if not self._warned:
-                self._warned = True
-                print(f"lab proxy: cannot write records to {self.run.dir} ({exc.strerror or exc}); the proxy keeps "
-                      "forwarding, but these calls are not recorded", file=sys.stderr, flush=True)
+            self._report(f"cannot write records to {self.run.dir} ({exc.strerror or exc})")
+
+    def _report(self, problem: str) -> None:
+        if not self._warned:
+            self._warned = True
+            print(f"lab proxy: {redact(problem)}; the proxy keeps forwarding, but these calls are not recorded",
+                  file=sys.stderr, flush=True)
 
     def refused(self, exchange: Exchange, message: str) -> None:
         """A request refused before any attempt (it cannot be translated for its route)."""

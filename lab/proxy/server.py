@@ -210,18 +210,10 @@ class ProxyServer:
         headers = (_translated_headers(attempt, exchange.api, "text/event-stream; charset=utf-8")
                    if attempt.translating else _relay_headers(attempt.headers, decoded=attempt.decoded))
         response = web.StreamResponse(status=attempt.status or 200, headers=headers)
-        queue = attempt.out
         try:
             await response.prepare(request)
-            while True:
-                items = [await queue.get()]
-                while not queue.empty():
-                    items.append(queue.get_nowait())
-                data = b"".join(item for item in items if item is not None)
-                if data:
-                    await response.write(data)
-                if items[-1] is None:
-                    break
+            await attempt.attach(response.write)
+            await attempt.finished.wait()
             failure: Failure | None = attempt.failure
             if failure is None or failure.relayed:
                 await response.write_eof()
@@ -253,7 +245,8 @@ class ProxyServer:
         try:
             async with asyncio.timeout(route.timeout_s):
                 async with self.session.request(request.method, url, data=body or None, headers=headers,
-                                                allow_redirects=False, skip_auto_headers=forward._SKIP_AUTO) as up:
+                                                allow_redirects=False, skip_auto_headers=forward.SKIP_AUTO,
+                                                proxy=forward.env_proxy(upstream.url)) as up:
                     decoded = up.headers.get("content-encoding", "identity").lower() != "identity"
                     response = web.StreamResponse(status=up.status, headers=_relay_headers(up.headers))
                     if not decoded and up.content_length is not None:
@@ -336,7 +329,8 @@ class Proxy:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def url_for(self, api: str) -> str:
         """The SDK ``base_url`` for ``anthropic`` or ``openai`` (what ``ANTHROPIC_BASE_URL`` and

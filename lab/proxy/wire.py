@@ -96,9 +96,11 @@ class EventSplitter:
         buffer = self._buffer + data
         events = []
         start = 0
+        crlf = buffer.find(b"\r\n\r\n")  # searched again only once passed (most streams have none)
         while True:
             lf = buffer.find(b"\n\n", start)
-            crlf = buffer.find(b"\r\n\r\n", start)
+            if 0 <= crlf < start:
+                crlf = buffer.find(b"\r\n\r\n", start)
             if lf < 0 and crlf < 0:
                 break
             end = (lf + 2) if crlf < 0 or 0 <= lf < crlf else crlf + 4
@@ -115,6 +117,12 @@ class EventSplitter:
 
 def parse_event(raw: bytes) -> tuple[str | None, bytes | None]:
     """An event's name and its data (None when it has no ``data:`` line: a comment or keep-alive)."""
+    if raw.startswith(b"data: ") and raw.count(b"\n") == 2 and raw.endswith(b"\n\n"):
+        return None, raw[6:-2]  # the usual OpenAI event, read at once
+    if raw.startswith(b"event: ") and raw.count(b"\n") == 3 and raw.endswith(b"\n\n"):
+        line, _, data = raw.partition(b"\n")  # the usual Anthropic event
+        if data.startswith(b"data: "):
+            return line[7:].strip().decode("utf-8", "replace"), data[6:-2]
     name, data = None, []
     for line in raw.splitlines():
         if line.startswith(b"data:"):
@@ -129,7 +137,7 @@ def event_json(data: bytes) -> Any:
     if data.strip() == b"[DONE]":
         return DONE
     try:
-        return json.loads(data)
+        return json.loads(data.decode())
     except (ValueError, RecursionError):
         raise Garbage(f"a stream event is not JSON: {_excerpt(data)}") from None
 
