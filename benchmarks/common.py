@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -25,24 +26,29 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def emulator_process(profile: str) -> Iterator[str]:
-    """Run ``lab emulator`` in its own process (so it never competes with the client for the GIL);
-    yield its base URL."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "emulator", "--port", str(port), "--profile", profile],
-                            stdout=subprocess.DEVNULL)
+def lab_process(args: Sequence[str], health_path: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``lab ARGS`` (which must include ``--port PORT``, a free port) in its own process, so it never
+    competes with the client for the GIL; yield its base URL once ``health_path`` answers."""
+    port = args[list(args).index("--port") + 1]
+    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", *args], stdout=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
     base_url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        for _ in range(300):
             try:
-                urllib.request.urlopen(f"{base_url}/_emulator/health", timeout=1).read()
+                urllib.request.urlopen(f"{base_url}{health_path}", timeout=1).read()
                 break
             except OSError:
                 time.sleep(0.1)
         yield base_url
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=60)
+
+
+def emulator_process(profile: str) -> contextlib.AbstractContextManager[str]:
+    """``lab emulator --profile PROFILE`` in its own process; its base URL."""
+    return lab_process(["emulator", "--port", str(free_port()), "--profile", profile], "/_emulator/health")
 
 
 def server_log(base_url: str, clear: bool = False) -> list[dict]:

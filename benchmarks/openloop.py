@@ -152,7 +152,8 @@ def lab_open_loop(url: str, rate: float, n: int, *, calls: str = "stream", max_c
     async def main() -> list[CallRecord]:
         async with llm.session():
             await llm.prepare(provider="openai", model=MODEL, base_url=url)
-            return await openloop.drive(offsets, lambda i: _lab_call(url, calls), max_concurrency=max_concurrency)
+            return await openloop.drive(offsets, lambda i: _lab_call(url, calls), max_concurrency=max_concurrency,
+                                        early_s=openloop.EARLY_S)
 
     records = openloop.run(main())
     lag_s = np.array([np.nan if r.send_lag_ms is None else r.send_lag_ms for r in records]) / 1e3
@@ -279,6 +280,18 @@ def guidellm_run(base_url: str, out: Path, n: int, *, rate: float | None = None,
     return run
 
 
+def tool_run(tool: str, base_url: str, out: Path, n: int, *, rate: float | None = None,
+             concurrency: int | None = None) -> Run | None:
+    """One run of ``tool``: open loop at ``rate`` (at most ``concurrency`` in flight), or closed loop with
+    ``concurrency`` workers when no rate is given."""
+    if tool == "lab":
+        if rate is None:
+            return lab_closed_loop(f"{base_url}/v1", concurrency or 1, n)
+        return lab_open_loop(f"{base_url}/v1", rate, n, max_concurrency=concurrency)
+    runner = aiperf_run if tool == "aiperf" else guidellm_run
+    return runner(base_url, out, n, rate=rate, concurrency=concurrency)
+
+
 def peers_ready(tools: Iterable[str]) -> list[str]:
     """The tools that can run here; one line for each that cannot, saying how to set it up."""
     ready = []
@@ -382,12 +395,7 @@ def accuracy(max_requests: int, max_seconds: float, tools: list[str], out: Path)
             n = requests_at(rate, max_requests, max_seconds)
             for tool in tools:
                 server_log(base_url, clear=True)
-                if tool == "lab":
-                    run = lab_open_loop(f"{base_url}/v1", rate, n)
-                elif tool == "aiperf":
-                    run = aiperf_run(base_url, out, n, rate=rate)
-                else:
-                    run = guidellm_run(base_url, out, n, rate=rate)
+                run = tool_run(tool, base_url, out, n, rate=rate)
                 if run is None:
                     continue
                 log = server_log(base_url, clear=True)
@@ -425,12 +433,7 @@ def peers(max_requests: int, tools: list[str], out: Path) -> None:
     with emulator_process("instant") as base_url:
         for tool in tools:
             server_log(base_url, clear=True)
-            if tool == "lab":
-                run = lab_closed_loop(f"{base_url}/v1", PEER_CONCURRENCY, n)
-            elif tool == "aiperf":
-                run = aiperf_run(base_url, out, n, concurrency=PEER_CONCURRENCY)
-            else:
-                run = guidellm_run(base_url, out, n, concurrency=PEER_CONCURRENCY)
+            run = tool_run(tool, base_url, out, n, concurrency=PEER_CONCURRENCY)
             if run is not None:
                 span = run.done_s - np.nanmin(run.actual_s) if run.done_s is not None else math.nan
                 closed.append({"tool": tool, "n": run.ok.size, "ok": int(run.ok.sum()),
@@ -439,12 +442,7 @@ def peers(max_requests: int, tools: list[str], out: Path) -> None:
             for rate in PEER_STEPS:
                 server_log(base_url, clear=True)
                 m = requests_at(rate, n, 10)
-                if tool == "lab":
-                    run = lab_open_loop(f"{base_url}/v1", rate, m, max_concurrency=PEER_CONCURRENCY)
-                elif tool == "aiperf":
-                    run = aiperf_run(base_url, out, m, rate=rate, concurrency=PEER_CONCURRENCY)
-                else:
-                    run = guidellm_run(base_url, out, m, rate=rate, concurrency=PEER_CONCURRENCY)
+                run = tool_run(tool, base_url, out, m, rate=rate, concurrency=PEER_CONCURRENCY)
                 if run is None:
                     break
                 row = send_row(run, rate=rate)

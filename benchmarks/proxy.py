@@ -26,21 +26,15 @@ import contextlib
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import aiohttp
 import numpy as np
 
-from benchmarks.common import PROMPT, emulator_process, free_port
+from benchmarks.common import PROMPT, emulator_process, free_port, lab_process, summary
 
-LAUNCH = ("import sys, lab.cli as cli, lab.cli.proxy as p\n"
-          "cli.GROUPS = cli.GROUPS if p in cli.GROUPS else (*cli.GROUPS, p)\n"
-          "sys.exit(cli.main())")
 LATENCY_PROFILE = "fixed:ttft_ms=20,itl_ms=1,output_tokens=20"
 BODY = json.dumps({"model": "claude-haiku-4-5", "max_tokens": 64, "stream": True,
                    "messages": [{"role": "user", "content": PROMPT}]}).encode()
@@ -50,23 +44,10 @@ HEADERS = {"content-type": "application/json", "x-api-key": "benchmark", "anthro
 @contextlib.contextmanager
 def proxy_process(upstream: str) -> Iterator[str]:
     """Run ``lab proxy`` in its own process, recording into a temporary run; yield its base URL."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as runs:
-        proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "proxy", "--run", "benchmark", "--port", str(port),
-                                 "--anthropic-upstream", upstream], stdout=subprocess.DEVNULL,
-                                env={**os.environ, "LAB_RUNS_DIR": runs})
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(f"{base_url}/_lab/health", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            yield base_url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+    with tempfile.TemporaryDirectory() as runs, lab_process(
+            ["proxy", "--run", "benchmark", "--port", str(free_port()), "--anthropic-upstream", upstream],
+            "/_lab/health", env={"LAB_RUNS_DIR": runs}) as base_url:
+        yield base_url
 
 
 async def call(session: aiohttp.ClientSession, base_url: str) -> tuple[float, float, bool]:
@@ -80,11 +61,6 @@ async def call(session: aiohttp.ClientSession, base_url: str) -> tuple[float, fl
                 first = time.perf_counter()
     end = time.perf_counter()
     return (first or end) - t0, end - t0, ok
-
-
-def summary(values_s: list[float]) -> str:
-    a = np.asarray(values_s) * 1e3
-    return f"median {np.median(a):+7.3f} ms   p99 {np.percentile(a, 99):+7.3f} ms"
 
 
 async def added_latency(direct: str, proxied: str, concurrency: int, pairs: int) -> None:
@@ -107,8 +83,8 @@ async def added_latency(direct: str, proxied: str, concurrency: int, pairs: int)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     ttft, end = zip(*differences)
-    print(f"  concurrency {concurrency:2d} ({len(differences)} pairs)   added latency {summary(list(end))}   "
-          f"added TTFT {summary(list(ttft))}")
+    print(f"  concurrency {concurrency:2d} ({len(differences)} pairs)   added latency {summary(np.asarray(end) * 1e3)}   "
+          f"added TTFT {summary(np.asarray(ttft) * 1e3)}")
 
 
 async def open_loop(base_url: str, rate: float, seconds: float) -> tuple[bool, str]:

@@ -425,11 +425,12 @@ class _Schedule:
             async with llm.session():
                 for target in self.experiment.targets:
                     await llm.prepare(**_options(target, self.endpoints.called[target.name]))
-                return await openloop.drive([c.offset_s for c in self.calls], send, max_concurrency=d.max_concurrency)
+                return await openloop.drive([c.offset_s for c in self.calls], send, max_concurrency=d.max_concurrency,
+                                           early_s=openloop.EARLY_S)
 
         with self.recorder.run.batched(), bar:
             records = openloop.run(main())
-        return f"{len(records)} sent, {sum(not r.ok for r in records)} errors"
+        return f"{len(records)} sent, {sum(not r.ok for r in records)} errors" + openloop.lateness_warning(records)
 
 
 def sessions(run: Run, experiment: Experiment, window: str | None) -> list[Slot]:

@@ -13,6 +13,7 @@ send, ``send_lag_ms + latency_ms``, is what the analysis reports by default.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, TypeVar
@@ -20,6 +21,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from lab.llm.transport import PLANNED
+from lab.records import CallRecord
 from lab.timing import new_event_loop, sleep_until
 
 T = TypeVar("T")
@@ -27,6 +29,11 @@ Arrival = Literal["constant", "poisson"]
 ARRIVALS: tuple[str, ...] = ("constant", "poisson")
 LEAD_S = 0.05
 """Time between the start of :func:`drive` and the first planned send (for the first task's set-up)."""
+BEHIND_MS = 10.0
+"""Send lag p99 (ms) above which a schedule's client is said to have fallen behind."""
+EARLY_S = 0.005
+"""How long before its planned send :func:`drive` starts a call made with :mod:`lab.llm`, so the
+SDK builds its request beforehand (about 1 ms, more on a busy loop) and the transport releases it on time."""
 
 
 def schedule(rate_per_s: float, *, n: int | None = None, duration_s: float | None = None,
@@ -55,7 +62,7 @@ def schedule(rate_per_s: float, *, n: int | None = None, duration_s: float | Non
 
 async def drive(offsets: Sequence[float], send: Callable[[int], Awaitable[T]], *,
                 max_concurrency: int | None = None, on_done: Callable[[int, T], None] | None = None,
-                start: float | None = None) -> list[T]:
+                start: float | None = None, early_s: float = 0.0) -> list[T]:
     """Call ``send(i)`` at each planned offset (seconds from ``start``, a ``time.perf_counter()``
     value, by default :data:`LEAD_S` from now), each on its own task, never waiting for a reply
     before the next send; returns the results in plan order.
@@ -63,8 +70,14 @@ async def drive(offsets: Sequence[float], send: Callable[[int], Awaitable[T]], *
     With ``max_concurrency``, a send waits for a free slot when that many requests are in flight:
     its lag then shows in its record. Inside ``send(i)``, :mod:`lab.llm` calls record the planned
     send time and their lag. ``on_done(i, result)`` is called as each request ends.
+
+    With ``early_s`` (:data:`EARLY_S`), ``send(i)`` starts that long before its planned time and the
+    HTTP transport holds a :mod:`lab.llm` request ready earlier until the planned instant; use it only
+    when ``send(i)`` makes one such call first thing (anything else it does would run early).
     """
     slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    gc.collect()
+    gc.freeze()  # what exists now (modules, clients) is never scanned again: a full collection then takes ms, not 100+
     start = time.perf_counter() + LEAD_S if start is None else start
 
     async def one(i: int, planned: float) -> T:
@@ -79,13 +92,26 @@ async def drive(offsets: Sequence[float], send: Callable[[int], Awaitable[T]], *
         return result
 
     tasks = []
-    for i, offset in enumerate(offsets):
-        planned = start + float(offset)
-        await sleep_until(planned)
-        if slots is not None:
-            await slots.acquire()
-        tasks.append(asyncio.create_task(one(i, planned)))
-    return list(await asyncio.gather(*tasks))
+    try:
+        for i, offset in enumerate(offsets):
+            planned = start + float(offset)
+            await sleep_until(planned - early_s)
+            if slots is not None:
+                await slots.acquire()
+            tasks.append(asyncio.create_task(one(i, planned)))
+        return list(await asyncio.gather(*tasks))
+    finally:
+        gc.unfreeze()
+
+
+def lateness_warning(records: Sequence[CallRecord]) -> str:
+    """A clause for a schedule's summary line when its client fell behind (send lag p99 over
+    :data:`BEHIND_MS`), else ``""``: its response times from the planned send include that lateness."""
+    lags = [r.send_lag_ms for r in records if r.send_lag_ms is not None]
+    if not lags or (p99 := float(np.percentile(lags, 99))) <= BEHIND_MS:
+        return ""
+    return (f"; the client fell behind its schedule (send lag p99 {p99:,.0f} ms, counted in the response times "
+            "from the planned send): this machine's CPU could not keep up, so lower the rate or the streams' length")
 
 
 def run(coroutine: Awaitable[T]) -> T:

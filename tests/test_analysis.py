@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nbformat
 import numpy as np
-import pandas as pd
 import pytest
 
 from lab import analysis, compare, experiment, io

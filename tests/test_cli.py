@@ -7,9 +7,7 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import nbformat
 import pytest

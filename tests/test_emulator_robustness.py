@@ -9,7 +9,6 @@ import contextlib
 import json
 import resource
 import socket
-import time
 
 import aiohttp
 import pytest

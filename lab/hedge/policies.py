@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import numpy as np
 
 from lab import config, llm, prices
-from lab.hedge.delays import RecentPercentile
 from lab.records import CallRecord
 
 

@@ -182,7 +182,7 @@ def sweep(primary: pd.DataFrame, backup: pd.DataFrame, *, delay_percentiles: Seq
           quantiles: Sequence[float] = (0.5, 0.95, 0.99), on: On = "latency", confidence: float = 0.95,
           n_resamples: int = 2000, seed: int = 0, delay_from_data: bool = True) -> pd.DataFrame:
     """Hedging at delays set to percentiles (``numpy.percentile``, linear, as
-    :class:`~lab.hedge.policies.RecentPercentile` uses for small samples) of the primary's successful
+    :class:`~lab.hedge.delays.RecentPercentile` uses for small samples) of the primary's successful
     latencies (TTFTs if ``on="ttft"``); frames already paired. One row per (delay percentile, quantile),
     as :func:`compare` of hedged against the primary alone.
 

@@ -67,6 +67,11 @@ _session: ContextVar[Pool | None] = ContextVar("lab_llm_session", default=None)
 
 async def pool() -> Pool:
     """The clients to use here: the session's, else the running loop's."""
+    global _backend_loaded
+    if not _backend_loaded:
+        await anyio.sleep(0)  # loads anyio's event-loop backend (see below)
+        await anyio.getaddrinfo("127.0.0.1", 0)  # and its socket layer: a numeric address, no lookup
+        _backend_loaded = True
     current = _session.get()
     if current is not None:
         return current
@@ -75,13 +80,13 @@ async def pool() -> Pool:
     if found is None:
         found = _loop_pools[loop] = Pool()
         await found.close_with_loop()
-        await anyio.sleep(0)  # loads anyio's event-loop backend (see below)
     return found
 
 
-# httpcore opens connections through anyio, which imports its asyncio backend on first use: about
-# 8 ms that would land inside the first call's clock. Any anyio call loads it; the one in pool()
-# does, with the clients, before any clock starts. No request is sent.
+_backend_loaded = False
+# httpcore opens connections through anyio, which imports its asyncio backend and socket layer on
+# first use: 5 to 10 ms that would land inside the first call's clock. pool() loads them, with the
+# clients, before any clock starts. No request is sent.
 
 
 @contextlib.asynccontextmanager

@@ -185,8 +185,10 @@ class AnthropicAdapter:
 
     @staticmethod
     def client(settings: ProviderSettings) -> Any:
-        return anthropic.AsyncAnthropic(api_key=settings.api_key, base_url=settings.endpoint, max_retries=0,
-                                        http_client=_http_client(anthropic.DefaultAsyncHttpxClient))
+        client = anthropic.AsyncAnthropic(api_key=settings.api_key, base_url=settings.endpoint, max_retries=0,
+                                          http_client=_http_client(anthropic.DefaultAsyncHttpxClient))
+        client.messages.with_raw_response  # noqa: B018  (imported lazily by the SDK: now, not in the first call)
+        return client
 
     def params(self, model: str, request: Request, timeout_s: float) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -266,8 +268,10 @@ class OpenAIAdapter:
 
     @staticmethod
     def client(settings: ProviderSettings) -> Any:
-        return openai.AsyncOpenAI(api_key=settings.api_key, base_url=settings.endpoint, max_retries=0,
-                                  http_client=_http_client(openai.DefaultAsyncHttpxClient))
+        client = openai.AsyncOpenAI(api_key=settings.api_key, base_url=settings.endpoint, max_retries=0,
+                                    http_client=_http_client(openai.DefaultAsyncHttpxClient))
+        client.chat.completions.with_raw_response  # noqa: B018  (imported lazily by the SDK: now, not in the first call)
+        return client
 
     def params(self, model: str, request: Request, timeout_s: float) -> dict[str, Any]:
         messages = [{"role": "user", "content": request.prompt}]

@@ -331,7 +331,7 @@ class Attempt:
         return b"".join(pieces)
 
     async def _stream(self, response: aiohttp.ClientResponse, decoder: Any) -> None:
-        splitter, reader, translator, out = wire.EventSplitter(), self._reader, self._translator, self.out
+        splitter, reader, translator = wire.EventSplitter(), self._reader, self._translator
         seen = self.seen
         async for piece in response.content.iter_any():
             at = self.end_ns = time.perf_counter_ns()

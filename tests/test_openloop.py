@@ -1,0 +1,54 @@
+"""The open-loop driver: sends on its plan, prepared early but never sent early, and leaves the
+process's garbage collector as it found it."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import re
+
+import numpy as np
+
+from lab import llm, openloop
+from lab.emulator import Emulator, LatencyProfile
+
+
+def _drive(emu: Emulator, offsets: list[float], early_s: float) -> list:
+    url = emu.url_for("openai")
+
+    async def send(i: int):
+        return (await llm.acomplete(f"request {i}", max_tokens=4, provider="openai", base_url=url)).record
+
+    async def main():
+        async with llm.session():
+            await llm.prepare(provider="openai", base_url=url)
+            return await openloop.drive(offsets, send, early_s=early_s)
+
+    return openloop.run(main())
+
+
+def test_a_call_started_early_is_held_until_its_planned_send():
+    offsets = [0.0, 0.05, 0.1, 0.15, 0.2]
+    with Emulator(profile=LatencyProfile.instant()) as emu:
+        records = _drive(emu, offsets, early_s=0.04)  # far longer than building a request takes
+        arrivals = np.array([r.received_at for r in emu.wait_for_requests(len(offsets))])
+    lags = np.array([r.send_lag_ms for r in records])
+    assert (lags >= 0).all(), f"sent before the plan: {lags}"
+    scheduled = np.array([r.scheduled_at.timestamp() for r in records])
+    assert (np.sort(arrivals) - scheduled > -0.002).all()  # the server agrees: nothing arrived 40 ms early
+    assert np.allclose(scheduled - scheduled[0], offsets, atol=1e-3)
+
+
+def test_drive_leaves_no_object_frozen():
+    with Emulator(profile=LatencyProfile.instant()) as emu:
+        _drive(emu, [0.0, 0.01], early_s=openloop.EARLY_S)
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_client_that_fell_behind_says_so():
+    with Emulator(profile=LatencyProfile.instant()) as emu:
+        records = _drive(emu, [0.0] * 4, early_s=0.0)
+    on_time = [dataclasses.replace(r, send_lag_ms=0.5) for r in records]
+    behind = on_time[:3] + [dataclasses.replace(records[3], send_lag_ms=250.0)]
+    assert openloop.lateness_warning(on_time) == ""
+    assert re.search(r"fell behind .*send lag p99 2\d\d ms", openloop.lateness_warning(behind))
