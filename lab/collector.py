@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from lab.store import Run
+from lab.timing import frozen_heap
 
 
 class Unit(Protocol):
@@ -73,7 +74,7 @@ def collect(run: Run, sessions: Sequence[Session], *, command: str, wait: bool =
     made = 0
     if not todo:
         return made
-    with run.collector(command, wait=wait):
+    with run.collector(command, wait=wait), frozen_heap():
         for session in todo:
             with context(session) if context else contextlib.nullcontext():
                 made += _collect_one(run, session, progress)

@@ -13,7 +13,6 @@ send, ``send_lag_ms + latency_ms``, is what the analysis reports by default.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, TypeVar
@@ -22,7 +21,7 @@ import numpy as np
 
 from lab.llm.transport import PLANNED
 from lab.records import CallRecord
-from lab.timing import new_event_loop, sleep_until
+from lab.timing import frozen_heap, new_event_loop, sleep_until
 
 T = TypeVar("T")
 Arrival = Literal["constant", "poisson"]
@@ -76,8 +75,6 @@ async def drive(offsets: Sequence[float], send: Callable[[int], Awaitable[T]], *
     when ``send(i)`` makes one such call first thing (anything else it does would run early).
     """
     slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-    gc.collect()
-    gc.freeze()  # what exists now (modules, clients) is never scanned again: a full collection then takes ms, not 100+
     start = time.perf_counter() + LEAD_S if start is None else start
 
     async def one(i: int, planned: float) -> T:
@@ -92,7 +89,7 @@ async def drive(offsets: Sequence[float], send: Callable[[int], Awaitable[T]], *
         return result
 
     tasks = []
-    try:
+    with frozen_heap():
         for i, offset in enumerate(offsets):
             planned = start + float(offset)
             await sleep_until(planned - early_s)
@@ -100,8 +97,6 @@ async def drive(offsets: Sequence[float], send: Callable[[int], Awaitable[T]], *
                 await slots.acquire()
             tasks.append(asyncio.create_task(one(i, planned)))
         return list(await asyncio.gather(*tasks))
-    finally:
-        gc.unfreeze()
 
 
 def lateness_warning(records: Sequence[CallRecord]) -> str:

@@ -1,6 +1,7 @@
 """Precise timers for asyncio: an event loop whose timers have microsecond resolution, and a sleep
 that wakes on time. The emulator sends on schedule with them, and the open-loop driver sends on
-its planned times.
+its planned times. And :func:`frozen_heap`, which keeps full garbage collections short while calls
+are timed.
 
 ``epoll_wait`` takes whole milliseconds, so asyncio's default loop on Linux rounds every timer up
 to the next millisecond; :func:`new_event_loop` waits on its epoll fd with ``select()``, which
@@ -11,9 +12,13 @@ about 0.15 ms), then yields until it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import select
 import selectors
+import threading
 import time
+from collections.abc import Iterator
 
 _FD_SETSIZE = 1024
 _WAKE_MARGIN_S = 0.0003
@@ -45,3 +50,27 @@ async def sleep_until(deadline: float) -> None:
         await asyncio.sleep(remaining)
     while time.perf_counter() < deadline:
         await asyncio.sleep(0)
+
+
+_frozen_depth = 0
+_frozen_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Within: what existed at entry (modules, clients, data already loaded) is left out of garbage
+    collection (:func:`gc.freeze`). A full collection scans the whole heap and, with pandas and two
+    SDKs imported, stops every thread for 50 to 180 ms, which a timed call in flight would count;
+    frozen, it scans only what is new. Reentrant; the outermost exit unfreezes."""
+    global _frozen_depth
+    with _frozen_lock:
+        if _frozen_depth == 0:
+            gc.freeze()
+        _frozen_depth += 1
+    try:
+        yield
+    finally:
+        with _frozen_lock:
+            _frozen_depth -= 1
+            if _frozen_depth == 0:
+                gc.unfreeze()

@@ -1,8 +1,9 @@
-"""The open-loop driver: sends on its plan, prepared early but never sent early, and leaves the
-process's garbage collector as it found it."""
+"""The open-loop driver: sends on its plan, prepared early but never sent early, says when its
+client fell behind, and keeps garbage collection short only while calls are timed."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import re
@@ -11,6 +12,7 @@ import numpy as np
 
 from lab import llm, openloop
 from lab.emulator import Emulator, LatencyProfile
+from lab.timing import frozen_heap
 
 
 def _drive(emu: Emulator, offsets: list[float], early_s: float) -> list:
@@ -52,3 +54,16 @@ def test_a_client_that_fell_behind_says_so():
     behind = on_time[:3] + [dataclasses.replace(records[3], send_lag_ms=250.0)]
     assert openloop.lateness_warning(on_time) == ""
     assert re.search(r"fell behind .*send lag p99 2\d\d ms", openloop.lateness_warning(behind))
+
+
+def test_the_heap_is_frozen_while_calls_are_timed_and_only_then():
+    async def inside_a_session() -> int:
+        async with llm.session():
+            return gc.get_freeze_count()
+
+    with frozen_heap():
+        with frozen_heap():
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > 0  # reentrant: the inner exit leaves it frozen
+    assert gc.get_freeze_count() == 0
+    assert asyncio.run(inside_a_session()) > 0 and gc.get_freeze_count() == 0

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import anyio
 
+from lab.timing import frozen_heap
+
 T = TypeVar("T")
 Factory = Callable[[], Any]
 
@@ -91,11 +93,13 @@ _backend_loaded = False
 
 @contextlib.asynccontextmanager
 async def session() -> AsyncIterator[None]:
-    """``async with lab.llm.session():`` calls inside the block share clients closed at its end."""
+    """``async with lab.llm.session():`` calls inside the block share clients closed at its end, and
+    full garbage collections stay short while they run (:func:`lab.timing.frozen_heap`)."""
     mine = Pool()
     token = _session.set(mine)
     try:
-        yield
+        with frozen_heap():
+            yield
     finally:
         _session.reset(token)
         await mine.aclose()
