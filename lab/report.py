@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import html
 import re
+import subprocess
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -225,7 +226,8 @@ def execute(notebook: Path, timeout_s: int = 1800) -> Any:
 
     nb = nbformat.read(notebook, as_version=4)
     NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
-                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+                   resources={"metadata": {"path": str(notebook.parent)}}).execute(
+        stderr=subprocess.DEVNULL)  # the kernel process's own log (a warning per notebook); cell output is kept
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
     return nb
 
