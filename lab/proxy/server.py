@@ -44,6 +44,7 @@ from lab.proxy.record import Recorder
 from lab.proxy.wire import ANTHROPIC, CHAT_PATHS, OPENAI, REQUEST_ID_HEADER
 from lab.redact import clean_url, redact
 from lab.store import Run
+from lab.timing import frozen_heap
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """Larger than either provider's request limit: the upstream decides."""
@@ -467,7 +468,8 @@ def serve(run: Run | str, **options: Any) -> int:
             print(f"lab proxy serving {proxy.base_url} into run {proxy.run.id} (window {proxy.recorder.window}); "
                   f"point your application at it: ANTHROPIC_BASE_URL={proxy.url_for(ANTHROPIC)} "
                   f"OPENAI_BASE_URL={proxy.url_for(OPENAI)}", flush=True)
-            loop.run_until_complete(stop.wait())
+            with frozen_heap():  # what the server holds once started is left out of full collections
+                loop.run_until_complete(stop.wait())
             print(f"lab proxy stopping: in-flight answers have {proxy.grace_s:g} s to finish", flush=True)
             loop.run_until_complete(proxy._stop())
     finally:
