@@ -61,11 +61,11 @@ def frozen_heap() -> Iterator[None]:
     """Within: what existed at entry (modules, clients, data already loaded) is left out of garbage
     collection (:func:`gc.freeze`). A full collection scans the whole heap and, with pandas and two
     SDKs imported, stops every thread for 50 to 180 ms, which a timed call in flight would count;
-    frozen, it scans only what is new. Reentrant; the outermost exit unfreezes."""
+    frozen, it scans only what is new. Reentrant (each entry freezes what is new since); the outermost
+    exit unfreezes."""
     global _frozen_depth
     with _frozen_lock:
-        if _frozen_depth == 0:
-            gc.freeze()
+        gc.freeze()  # at every entry: what was imported or built since an outer entry joins
         _frozen_depth += 1
     try:
         yield
@@ -74,3 +74,10 @@ def frozen_heap() -> Iterator[None]:
             _frozen_depth -= 1
             if _frozen_depth == 0:
                 gc.unfreeze()
+
+
+def refreeze() -> None:
+    """Inside :func:`frozen_heap`, freeze what is new now (say, an SDK just imported on first use)."""
+    with _frozen_lock:
+        if _frozen_depth:
+            gc.freeze()

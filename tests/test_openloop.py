@@ -12,7 +12,7 @@ import numpy as np
 
 from lab import llm, openloop
 from lab.emulator import Emulator, LatencyProfile
-from lab.timing import frozen_heap
+from lab.timing import frozen_heap, refreeze
 
 
 def _drive(emu: Emulator, offsets: list[float], early_s: float) -> list:
@@ -67,3 +67,14 @@ def test_the_heap_is_frozen_while_calls_are_timed_and_only_then():
         assert gc.get_freeze_count() > 0  # reentrant: the inner exit leaves it frozen
     assert gc.get_freeze_count() == 0
     assert asyncio.run(inside_a_session()) > 0 and gc.get_freeze_count() == 0
+
+
+def test_what_is_built_inside_a_frozen_heap_joins_it():
+    refreeze()
+    assert gc.get_freeze_count() == 0  # outside: nothing happens
+    with frozen_heap():
+        before = gc.get_freeze_count()
+        built = [[] for _ in range(1000)]  # as an SDK imported on first use
+        refreeze()
+        assert gc.get_freeze_count() >= before + len(built)
+    assert gc.get_freeze_count() == 0

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from lab.timing import frozen_heap
+from lab.timing import frozen_heap, refreeze
 
 T = TypeVar("T")
 Factory = Callable[[], Any]
@@ -39,6 +39,7 @@ class Pool:
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = make()
+            refreeze()  # the SDK it imported on first use joins a frozen heap, if there is one
         return client
 
     async def aclose(self) -> None:
