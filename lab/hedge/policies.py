@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-
 from lab import config, llm, prices
 from lab.records import CallRecord
 
