@@ -288,16 +288,9 @@ def analyze(run_id: str, out: Path | str | None = None) -> Path:
     Run(run_id).manifest  # a missing or damaged run fails here, with its message
     target = Path(out) if out else Path("reports") / f"{run_id}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    saved = os.environ.get("LAB_RUNS_DIR")
-    os.environ["LAB_RUNS_DIR"] = str(runs_dir().resolve())  # the kernel runs elsewhere: tell it where the runs are
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / f"{NOTEBOOK}.ipynb"
-            nbformat.write(notebook(run_id), path)
-            executed = report.execute(path)
-    finally:
-        if saved is None:
-            os.environ.pop("LAB_RUNS_DIR", None)
-        else:
-            os.environ["LAB_RUNS_DIR"] = saved
+    env = {**os.environ, "LAB_RUNS_DIR": str(runs_dir().resolve())}  # the kernel runs elsewhere: where the runs are
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{NOTEBOOK}.ipynb"
+        nbformat.write(notebook(run_id), path)
+        executed = report.execute(path, env=env)
     return report.render(executed, target.stem, target.parent)

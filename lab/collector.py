@@ -44,7 +44,6 @@ class Session:
     entry: Mapping[str, Any]
     identity: tuple[str, ...]
     units: Sequence[Unit]
-    command: str
     pause_s: float = 0.0
     label: str = ""
     unit_name: str = "call"

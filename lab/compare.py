@@ -12,15 +12,14 @@ equivalence by interval inclusion (the two one-sided tests at 5% are equivalent 
 of the ratio of medians lying within the margin, ±10%). Its one-line verdict never says "no
 difference" without that equivalence.
 
-:func:`compare_runs` does this per group (``target``, ``task``) and metric for two runs, or two
-groups of one run; :func:`compare_frames` works on any two frames of call records, whatever
-produced them (the lab, a proxy, an import from AIPerf).
+:func:`compare_frames` does this per group (``target``, ``task``) and metric, on any two frames of
+call records, whatever produced them (two runs or two groups of one run: the lab, a proxy, an
+import from AIPerf).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,30 +48,21 @@ class Comparison:
 
 def _draw_power(a: np.ndarray, n_b: int, test, *, n_sim: int, seed: int) -> float:
     """Share of ``n_sim`` simulated comparisons that ``test`` rejects when B is A's calls 10% slower."""
-    rng = np.random.default_rng(seed)
-    rejected = 0
-    for _ in range(n_sim):
-        x = rng.choice(a, len(a))
-        y = rng.choice(a, n_b) * (1 + SHIFT)
-        rejected += test(x, y) <= ALPHA
-    return rejected / n_sim
+    slower = lambda rng: (rng.choice(a, len(a)), rng.choice(a, n_b) * (1 + SHIFT))  # noqa: E731
+    return float(stats.calibrate(test, None, slower, n_sim=n_sim, alpha=ALPHA, seed=seed)["rate"].item())
 
 
 def _body_test(x: np.ndarray, y: np.ndarray) -> float:
     """Brunner-Munzel; where it is undefined (samples that do not overlap, or without spread), Mann-Whitney U."""
-    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = scipy_stats.brunnermunzel(y, x).pvalue
-        if math.isnan(p):
-            p = scipy_stats.mannwhitneyu(y, x).pvalue
-    return 1.0 if math.isnan(p) else float(p)
+    p = float(stats.brunnermunzel_pvalues(y, x))
+    if math.isnan(p):
+        p = float(stats.mannwhitney_pvalues(y, x))
+    return 1.0 if math.isnan(p) else p
 
 
 def _tail_test(x: np.ndarray, y: np.ndarray) -> float:
-    threshold = np.quantile(np.concatenate([x, y]), 0.95)
-    table = [[int((y > threshold).sum()), int((y <= threshold).sum())],
-             [int((x > threshold).sum()), int((x <= threshold).sum())]]
-    return float(scipy_stats.fisher_exact(table).pvalue)
+    """Fisher's exact test on how many calls of each side exceed the pooled 95th percentile."""
+    return float(stats.exceedance_test(y, x, np.quantile(np.concatenate([x, y]), 0.95))["p_value"])
 
 
 def compare(a: Sequence[float], b: Sequence[float], *, metric: str = "latency_ms", names: tuple[str, str] = ("A", "B"),
@@ -87,8 +77,9 @@ def compare(a: Sequence[float], b: Sequence[float], *, metric: str = "latency_ms
     if min(len(x), len(y)) < 2:
         return Comparison(metric, table, effects, f"{metric}: too few values to compare (n = {len(x)}, {len(y)})")
     rng = np.random.default_rng(seed)
+    ratio = lambda p, q, axis=-1: np.median(q, axis) / np.median(p, axis)  # noqa: E731
     for name, statistic in (("median_difference", lambda p, q, axis=-1: np.median(q, axis) - np.median(p, axis)),
-                            ("median_ratio", lambda p, q, axis=-1: np.median(q, axis) / np.median(p, axis)),
+                            ("median_ratio", ratio),
                             ("p_b_slower", lambda p, q, axis=-1: scipy_stats.mannwhitneyu(
                                 q, p, axis=axis, method="asymptotic").statistic / (p.shape[axis] * q.shape[axis]))):
         ci = scipy_stats.bootstrap((x, y), statistic, method="percentile", confidence_level=confidence,
@@ -98,7 +89,6 @@ def compare(a: Sequence[float], b: Sequence[float], *, metric: str = "latency_ms
     effects["tail_p"] = _tail_test(x, y)
     effects["body_power"] = _draw_power(x, len(y), _body_test, n_sim=n_power, seed=seed)
     effects["tail_power"] = _draw_power(x, len(y), _tail_test, n_sim=n_power, seed=seed + 1)
-    ratio = lambda p, q, axis=-1: np.median(q, axis) / np.median(p, axis)  # noqa: E731
     tost = scipy_stats.bootstrap((x, y), ratio, method="percentile", confidence_level=1 - 2 * ALPHA,
                                  n_resamples=n_resamples, vectorized=True, rng=rng).confidence_interval
     effects["equivalence_low"], effects["equivalence_high"] = tost.low, tost.high
@@ -132,10 +122,10 @@ def compare_frames(a: pd.DataFrame, b: pd.DataFrame, *, by: Sequence[str] = (), 
     for group in groups:
         where = dict(zip(by, group))
         pick = lambda f: f[np.logical_and.reduce([f[c].astype(str).eq(v) for c, v in where.items()])] if where else f
+        ga, gb = pick(a), pick(b)
         for metric in metrics:
-            if metric in a and metric in b and pick(a)[metric].notna().any() and pick(b)[metric].notna().any():
-                out.append((where, compare(pick(a)[metric], pick(b)[metric], metric=metric, names=names, seed=seed,
-                                           **options)))
+            if metric in ga and metric in gb and ga[metric].notna().any() and gb[metric].notna().any():
+                out.append((where, compare(ga[metric], gb[metric], metric=metric, names=names, seed=seed, **options)))
     return out
 
 

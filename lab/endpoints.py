@@ -49,3 +49,14 @@ def identity(endpoint: str) -> str:
 def is_local(endpoint: str) -> bool:
     """True for a server on this machine (the emulator, a local vLLM): calling it costs nothing."""
     return endpoint == EMULATOR or urlsplit(endpoint).hostname in LOOPBACK_HOSTS
+
+
+def sdk_base_url(server_url: str, api: str) -> str:
+    """The SDK ``base_url`` for ``anthropic``, ``openai`` or ``openai-compatible`` at a server that
+    speaks both on the providers' paths (the emulator, the proxy): what ``ANTHROPIC_BASE_URL`` and
+    ``OPENAI_BASE_URL`` are set to."""
+    if api == "anthropic":
+        return server_url
+    if api in ("openai", "openai-compatible"):
+        return f"{server_url}/v1"
+    raise ValueError(f"unknown api {api!r}")

@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import shlex
 import tomllib
 import uuid
 import zlib
@@ -470,7 +469,7 @@ def plan_sessions(run: Run, experiment: Experiment, *, window: str | None = None
         entry = {"window": slot.window, "rate_per_s": slot.rate_per_s, "attempt": slot.attempt,
                  "endpoints": where.keyed, "command": command}
         found.append(collector.Session(
-            experiment.name, experiment.describe(), entry, ("window", "rate_per_s"), units, command,
+            experiment.name, experiment.describe(), entry, ("window", "rate_per_s"), units,
             pause_s=experiment.design.pause_s, label=slot.label or experiment.name,
             unit_name="call" if experiment.design.mode == "serial" else "schedule",
             extra={"endpoints": where, "slot": slot}))
@@ -543,8 +542,3 @@ def load(run: Run | str, *, root: Path | str | None = None) -> pd.DataFrame:
                                 f"(it resumes) with: {entry.get('command') or 'the command that collected the run'}")
         records += found
     return records_frame(records)
-
-
-def command_line(words: Sequence[str]) -> str:
-    """A command as the user would type it again."""
-    return shlex.join(["lab", *words])

@@ -60,15 +60,14 @@ def schedule(rate_per_s: float, *, n: int | None = None, duration_s: float | Non
 
 
 async def drive(offsets: Sequence[float], send: Callable[[int], Awaitable[T]], *,
-                max_concurrency: int | None = None, on_done: Callable[[int, T], None] | None = None,
-                start: float | None = None, early_s: float = 0.0) -> list[T]:
+                max_concurrency: int | None = None, start: float | None = None, early_s: float = 0.0) -> list[T]:
     """Call ``send(i)`` at each planned offset (seconds from ``start``, a ``time.perf_counter()``
     value, by default :data:`LEAD_S` from now), each on its own task, never waiting for a reply
     before the next send; returns the results in plan order.
 
     With ``max_concurrency``, a send waits for a free slot when that many requests are in flight:
     its lag then shows in its record. Inside ``send(i)``, :mod:`lab.llm` calls record the planned
-    send time and their lag. ``on_done(i, result)`` is called as each request ends.
+    send time and their lag.
 
     With ``early_s`` (:data:`EARLY_S`), ``send(i)`` starts that long before its planned time and the
     HTTP transport holds a :mod:`lab.llm` request ready earlier until the planned instant; use it only
@@ -80,13 +79,10 @@ async def drive(offsets: Sequence[float], send: Callable[[int], Awaitable[T]], *
     async def one(i: int, planned: float) -> T:
         PLANNED.set(int(planned * 1e9))
         try:
-            result = await send(i)
+            return await send(i)
         finally:
             if slots is not None:
                 slots.release()
-        if on_done is not None:
-            on_done(i, result)
-        return result
 
     tasks = []
     with frozen_heap():

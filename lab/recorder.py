@@ -117,7 +117,7 @@ class Recorder:
         key, record = self._lookup("complete", prompt, max_tokens, options)
         if record is None:
             record = self.keep(key, llm.complete(prompt, max_tokens=max_tokens, **options).record, labels)
-        return Completion(record.text if record.ok else "", record)
+        return Completion.of(record)
 
     async def acomplete(self, prompt: str, *, max_tokens: int = llm.DEFAULT_MAX_TOKENS,
                         labels: Labels | None = None, **options: Any) -> Completion:
@@ -125,7 +125,7 @@ class Recorder:
         key, record = self._lookup("complete", prompt, max_tokens, options)
         if record is None:
             record = self.keep(key, (await llm.acomplete(prompt, max_tokens=max_tokens, **options)).record, labels)
-        return Completion(record.text if record.ok else "", record)
+        return Completion.of(record)
 
     def complete_json(self, prompt: str, schema: schemas.Schema, *, max_tokens: int = llm.DEFAULT_MAX_TOKENS,
                       labels: Labels | None = None, **options: Any) -> Completion:
@@ -135,7 +135,7 @@ class Recorder:
             record = self.keep(key, llm.complete_json(prompt, schema, max_tokens=max_tokens, **options).record,
                                labels)
         data = schemas.parse(record.text, schema) if record.ok else None
-        return Completion(record.text if record.ok else "", record, data)
+        return Completion.of(record, data)
 
     def stream(self, prompt: str, *, max_tokens: int = llm.DEFAULT_MAX_TOKENS, labels: Labels | None = None,
                **options: Any) -> RecordedStream:

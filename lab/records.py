@@ -148,6 +148,21 @@ def stream_timing(latency_ms: float, offsets_ms: Sequence[float], output_tokens:
     return tpot, gap
 
 
+def timed_fields(t0_ns: int, end_ns: int, offsets_ns: Sequence[int], first_text_ns: int | None,
+                 output_tokens: int | None, streamed: bool) -> tuple[dict[str, Any], int | None]:
+    """A call's timing fields from its transport stamps (``time.perf_counter_ns``; ms from ``t0_ns``,
+    to 0.01 ms): latency, TTFT, first text, chunk offsets, TPOT and the longest gap; and the output
+    tokens to price it by (a call cut short: its chunks, a lower bound of its output)."""
+    ms = lambda ns: None if ns is None else round((ns - t0_ns) / 1e6, 2)  # noqa: E731
+    latency = ms(end_ns)
+    offsets = tuple(ms(ns) for ns in offsets_ns) if streamed else None
+    tpot, gap = stream_timing(latency, offsets, output_tokens) if offsets is not None else (None, None)
+    billed = output_tokens if output_tokens is not None else (len(offsets) if offsets is not None else None)
+    return {"latency_ms": latency, "ttft_ms": offsets[0] if offsets else None,
+            "first_text_ms": ms(first_text_ns) if streamed else None, "chunk_offsets_ms": offsets,
+            "tpot_ms": tpot, "max_gap_ms": gap}, billed
+
+
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord))
 FLOATS = ("latency_ms", "ttft_ms", "first_text_ms", "tpot_ms", "max_gap_ms", "connect_ms", "cost_usd", "send_lag_ms")
 INTEGERS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "http_status", "attempts",

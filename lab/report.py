@@ -218,8 +218,9 @@ def declared(nb: Any) -> list[Source]:
 # -- pages --------------------------------------------------------------------------------------
 
 
-def execute(notebook: Path, timeout_s: int = 1800) -> Any:
-    """Execute a notebook in its own folder, as nbval does; consecutive stream outputs merged."""
+def execute(notebook: Path, timeout_s: int = 1800, env: Mapping[str, str] | None = None) -> Any:
+    """Execute a notebook in its own folder, as nbval does (``env``: the kernel's environment, by default
+    this process's); consecutive stream outputs merged."""
     import nbformat
     from nbclient import NotebookClient
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
@@ -227,7 +228,8 @@ def execute(notebook: Path, timeout_s: int = 1800) -> Any:
     nb = nbformat.read(notebook, as_version=4)
     NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
                    resources={"metadata": {"path": str(notebook.parent)}}).execute(
-        stderr=subprocess.DEVNULL)  # the kernel process's own log (a warning per notebook); cell output is kept
+        stderr=subprocess.DEVNULL,  # the kernel process's own log (a warning per notebook); cell output is kept
+        **({"env": dict(env)} if env is not None else {}))
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
     return nb
 

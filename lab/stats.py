@@ -350,20 +350,6 @@ def estimable_percentiles(n: int, percentiles: Iterable[float] = (50, 75, 90, 95
     return pd.DataFrame(rows)
 
 
-def quantile_table(df: pd.DataFrame, value: str, by: list[str], percentiles: Iterable[float] = (50, 95, 99), *,
-                   confidence: float = 0.95) -> pd.DataFrame:
-    """:func:`quantile_interval` per group and percentile, one tidy row each."""
-    rows = []
-    for key, group in df.groupby(by, sort=True, observed=True):
-        key = key if isinstance(key, tuple) else (key,)
-        for pct in percentiles:
-            row = quantile_interval(group[value].to_numpy(float), pct / 100, confidence=confidence)
-            rows.append({**dict(zip(by, key)), "percentile": pct, **row.drop("p").to_dict()})
-    out = pd.DataFrame(rows)
-    out["n"] = out["n"].astype(int)
-    return out
-
-
 # --- experiment 2: scores, issue counts, detection, consistency, power -----------------------------------------------
 
 def rank_tests(x: Sequence[float], y: Sequence[float]) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from lab import endpoints, lines
+from lab.redact import redact
 from lab.lines import SKIPPED, DamagedLine, Where  # DamagedLine: callers import it from here
 from lab.records import CallRecord, records_frame, typed_frame
 
@@ -220,7 +221,7 @@ class Run:
                 if not wait:
                     raise RunBusy(self._busy(fd)) from None
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": now()}
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": redact(command), "since": now()}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder, ensure_ascii=False).encode() + b"\n", 0)
             try:

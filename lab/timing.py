@@ -1,7 +1,8 @@
 """Precise timers for asyncio: an event loop whose timers have microsecond resolution, and a sleep
 that wakes on time. The emulator sends on schedule with them, and the open-loop driver sends on
-its planned times. And :func:`frozen_heap`, which keeps full garbage collections short while calls
-are timed.
+its planned times. And two process-wide settings held while calls are timed or served:
+:func:`frozen_heap` keeps full garbage collections short, :func:`short_thread_switches` keeps a busy
+thread from holding the GIL for milliseconds.
 
 ``epoll_wait`` takes whole milliseconds, so asyncio's default loop on Linux rounds every timer up
 to the next millisecond; :func:`new_event_loop` waits on its epoll fd with ``select()``, which
@@ -16,6 +17,7 @@ import contextlib
 import gc
 import select
 import selectors
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -81,3 +83,39 @@ def refreeze() -> None:
     with _frozen_lock:
         if _frozen_depth:
             gc.freeze()
+
+
+SWITCH_INTERVAL_S = 0.0005
+_switch_users = 0
+_switch_saved = 0.0
+_switch_lock = threading.Lock()
+
+
+def hold_short_thread_switches() -> None:
+    """Shorten the interpreter's thread switch interval (default 5 ms) to :data:`SWITCH_INTERVAL_S`
+    until every holder has released it, so a busy thread cannot hold the GIL for milliseconds past
+    another thread's deadline (an in-process emulator's, a proxy's record writer)."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL_S))
+        _switch_users += 1
+
+
+def release_short_thread_switches() -> None:
+    global _switch_users
+    with _switch_lock:
+        _switch_users -= 1
+        if _switch_users == 0:
+            sys.setswitchinterval(_switch_saved)
+
+
+@contextlib.contextmanager
+def short_thread_switches() -> Iterator[None]:
+    """:func:`hold_short_thread_switches` within the block."""
+    hold_short_thread_switches()
+    try:
+        yield
+    finally:
+        release_short_thread_switches()

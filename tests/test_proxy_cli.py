@@ -20,15 +20,10 @@ import pytest
 from test_proxy import KEYS, MODELS, records
 
 from lab import cli
-from lab.cli import proxy as proxy_cli
 from lab.emulator import Emulator
 from lab.proxy import Proxy
 from lab.store import Run
 
-# `lab proxy` until the command group is registered in lab.cli.GROUPS (then this adds nothing).
-LAUNCH = ("import sys, lab.cli as cli, lab.cli.proxy as p\n"
-          "cli.GROUPS = cli.GROUPS if p in cli.GROUPS else (*cli.GROUPS, p)\n"
-          "sys.exit(cli.main())")
 SLOW = "fixed:ttft_ms=10,itl_ms=40,output_tokens=30"
 
 
@@ -36,8 +31,6 @@ SLOW = "fixed:ttft_ms=10,itl_ms=40,output_tokens=30"
 def lab_main(monkeypatch, tmp_path):
     """``lab`` in process: its exit status, whether it returns or exits (argparse mistakes)."""
     monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
-    if proxy_cli not in cli.GROUPS:
-        monkeypatch.setattr(cli, "GROUPS", (*cli.GROUPS, proxy_cli))
 
     def main(argv: list[str]) -> int:
         try:
@@ -100,7 +93,7 @@ def test_loopback_only_unless_asked(tmp_path):
 def start_proxy(tmp_path: Path, upstream: str, *extra: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, "proxy", "--run", "served", "--port", str(port), "--anthropic-upstream",
+        [sys.executable, "-m", "lab.cli", "proxy", "--run", "served", "--port", str(port), "--anthropic-upstream",
          upstream, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "LAB_RUNS_DIR": str(tmp_path)})
     for _ in range(300):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import re
 
-from lab.cli.common import PORT, number, run_id
+from lab.cli.common import PORT, SECONDS, number, run_id
 
 DEFAULT_PORT = 8788
 SECONDS_ABOVE_0 = number(float, above=0, what="a number of seconds")
-GRACE = number(float, minimum=0, what="a number of seconds")
 
 
 def upstream_url(value: str) -> str:
@@ -31,12 +30,11 @@ def label(value: str) -> str:
 
 def _proxy(args: argparse.Namespace) -> int:
     from lab.proxy import serve
-    from lab.redact import redact
 
     serve(args.run, anthropic_upstream=args.anthropic_upstream, openai_upstream=args.openai_upstream,
           policy=args.policy, host=args.host or "127.0.0.1", port=args.port, label=args.label,
           record_text=args.record_text, timeout_s=args.timeout, grace_s=args.grace, allow_remote=args.host is not None,
-          command=redact(" ".join(["lab", *args.argv])) or "lab proxy")
+          command=" ".join(["lab", *args.argv]))  # the run's lock redacts it
     return 0
 
 
@@ -66,6 +64,6 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="keep each answer's text in its record (prompts are never kept, only a hash)")
     proxy.add_argument("--timeout", type=SECONDS_ABOVE_0, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                        help="each upstream attempt's deadline, unless its route sets timeout_s")
-    proxy.add_argument("--grace", type=GRACE, default=DEFAULT_GRACE_S, metavar="SECONDS",
+    proxy.add_argument("--grace", type=SECONDS, default=DEFAULT_GRACE_S, metavar="SECONDS",
                        help="on SIGTERM, how long answers in flight may take to finish before they are cut")
     proxy.set_defaults(handler=_proxy)

@@ -18,7 +18,6 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import sys
 import threading
 import time
 import uuid
@@ -32,6 +31,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from lab import endpoints
+from lab.llm.replies import SYNTHETIC_HEADER
 from lab.emulator.content import (
     ChatRequest,
     Responder,
@@ -46,7 +46,8 @@ from lab.emulator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lab.emulator.metrics import Metrics
 from lab.emulator.profiles import MAX_TOKENS_PARAMETER, Draw, LatencyProfile, ProfileSet, profile_set, request_rng
 from lab.emulator.wire import ERROR_MESSAGES, WIRES, Reply, Wire, WireError, wire_for_path
-from lab.timing import frozen_heap, new_event_loop, sleep_until
+from lab.timing import (frozen_heap, hold_short_thread_switches, new_event_loop, release_short_thread_switches,
+                        sleep_until)
 
 KEY_HEADER = "x-emulator-key"
 THINKING_HEADER = "x-emulator-thinking"
@@ -62,7 +63,6 @@ DEFAULT_MODELS = ("claude-haiku-4-5", "claude-sonnet-4-6", "gpt-5-mini", "gpt-5"
 MAX_LISTED_MODELS = 1000
 KeyBy = Literal["arrival", "prompt"]
 _BACKLOG = 1024
-_SWITCH_INTERVAL_S = 0.0005
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 _JSON_HEADERS = {"content-type": "application/json"}
 _log = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ async def _write_events(
 
 
 async def _mark_synthetic(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["x-lab-synthetic"] = "true"
+    response.headers[SYNTHETIC_HEADER] = "true"
 
 
 class EmulatorServer:
@@ -587,33 +587,9 @@ class _Connection(web.RequestHandler):
         reason = HTTPStatus(status).phrase.lower() if status in iter(HTTPStatus) else "error"
         text = f"malformed HTTP request ({reason})" if status < 500 else "internal error in the emulator"
         response = _error_response(WIRES["openai"], status, kind, text)
-        response.headers["x-lab-synthetic"] = "true"
+        response.headers[SYNTHETIC_HEADER] = "true"
         response.force_close()
         return response
-
-
-class _GilSwitchInterval:
-    """Shortens the interpreter's thread switch interval (default 5 ms) while any in-process emulator
-    runs, so a busy client thread cannot hold the GIL for milliseconds past a response deadline."""
-
-    _lock = threading.Lock()
-    _users = 0
-    _saved = 0.0
-
-    @classmethod
-    def acquire(cls) -> None:
-        with cls._lock:
-            if cls._users == 0:
-                cls._saved = sys.getswitchinterval()
-                sys.setswitchinterval(min(cls._saved, _SWITCH_INTERVAL_S))
-            cls._users += 1
-
-    @classmethod
-    def release(cls) -> None:
-        with cls._lock:
-            cls._users -= 1
-            if cls._users == 0:
-                sys.setswitchinterval(cls._saved)
 
 
 async def _start_listening(server: EmulatorServer, host: str, port: int) -> tuple[web.AppRunner, asyncio.Server]:
@@ -686,11 +662,7 @@ class Emulator:
 
     def url_for(self, api: str) -> str:
         """The SDK ``base_url`` for ``anthropic``, ``openai`` or ``openai-compatible``."""
-        if api == "anthropic":
-            return self.base_url
-        if api in ("openai", "openai-compatible"):
-            return f"{self.base_url}/v1"
-        raise ValueError(f"unknown api {api!r}")
+        return endpoints.sdk_base_url(self.base_url, api)
 
     @property
     def requests(self) -> list[RequestLogEntry]:
@@ -734,7 +706,7 @@ class Emulator:
         self._loop, self._thread = loop, thread
         self.port = self._listener.sockets[0].getsockname()[1]
         self.server.started = time.perf_counter()
-        _GilSwitchInterval.acquire()
+        hold_short_thread_switches()
         endpoints.register_emulator(self.base_url)
         return self
 
@@ -752,7 +724,7 @@ class Emulator:
         asyncio.run_coroutine_threadsafe(shut_down(), loop).result(timeout=5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
-        _GilSwitchInterval.release()
+        release_short_thread_switches()
 
     def __enter__(self) -> Emulator:
         return self.start()

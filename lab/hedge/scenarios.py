@@ -52,7 +52,6 @@ from lab.variance import PROMPT
 EXPERIMENT = "hedging"
 OUTCOMES = "outcomes.jsonl"
 POLICIES = ("primary", "backup", "fallback", "hedge", "hedge_ttft")
-NAMES = SCENARIOS
 HISTORY = "history"
 HISTORY_SEED = 1_000  # added to the design's seed: the history arm's primary draws differ from every other arm's
 PRIMARY = ("anthropic", "claude-haiku-4-5")
@@ -147,7 +146,7 @@ def scenarios() -> dict[str, Scenario]:
         Scenario("slow_backup", "the heavy-tailed primary with a slower, larger backup model (gpt-5, timed as the "
                  "report's Sonnet fit, with its own tail)", heavy, fitted["sonnet"], backup_model="gpt-5"),
     ]
-    assert tuple(s.name for s in found) == NAMES
+    assert tuple(s.name for s in found) == SCENARIOS
     return {s.name: s for s in found}
 
 
@@ -203,7 +202,7 @@ async def _run_arm(run: Run, design: Design, scenario: Scenario, policy: str, de
         primary = Route(*PRIMARY, p.url_for(PRIMARY[0]))
         backup = Route(BACKUP[0], scenario.backup_model, b.url_for(BACKUP[0]))
         delay_ms = None if delays is None else (delays.ttft_ms if policy == "hedge_ttft" else delays.latency_ms)
-        offsets = np.arange(design.n) / design.rate_per_s
+        offsets = openloop.schedule(design.rate_per_s, n=design.n, arrival="constant")
         failed = 0
 
         async def one(request: int) -> None:
@@ -226,15 +225,14 @@ async def _run_arm(run: Run, design: Design, scenario: Scenario, policy: str, de
         return failed
 
 
-def _session_entry(design: Design, scenario: Scenario, policy: str, session: str,
-                   delays: Delays | None) -> dict[str, Any]:
+def _session_entry(design: Design, scenario: Scenario, policy: str, session: str) -> dict[str, Any]:
     return {"scenario": scenario.name, "policy": policy, "session": session, "description": scenario.description,
             "delays_from": scenario.delays_from or scenario.name,
             "primary": {"route": list(PRIMARY), "profile": asdict(scenario.primary),
                         "faults": [asdict(t.rule(design.duration_s)) for t in scenario.primary_trouble]},
             "backup": {"route": [BACKUP[0], scenario.backup_model], "profile": asdict(scenario.backup),
                        "faults": [asdict(t.rule(design.duration_s)) for t in scenario.backup_trouble]},
-            "delays_ms": None if delays is None else asdict(delays)}
+            "delays_ms": None}  # set by with_delays once the history arm has run
 
 
 @dataclass
@@ -279,9 +277,9 @@ def collect(run: Run, design: Design, chosen: Sequence[Scenario] | None = None, 
     command = command or collect_command(run, design, names)
     sessions = []
     for scenario, policy in _arms(list(chosen or scenarios().values())):
-        entry = _session_entry(design, scenario, policy, uuid.uuid4().hex[:12], None)
+        entry = _session_entry(design, scenario, policy, uuid.uuid4().hex[:12])
         unit = _Arm(run, design, scenario, policy, entry, progress)
-        sessions.append(collector.Session(EXPERIMENT, asdict(design), entry, ("scenario", "policy"), [unit], command,
+        sessions.append(collector.Session(EXPERIMENT, asdict(design), entry, ("scenario", "policy"), [unit],
                                           label=f"{scenario.name}/{policy}", unit_name="arm"))
 
     @contextlib.contextmanager
@@ -304,13 +302,24 @@ def collect(run: Run, design: Design, chosen: Sequence[Scenario] | None = None, 
 
 
 def _complete_sessions(run: Run, design: Design) -> dict[tuple[str, str], str]:
-    """(scenario, policy) -> the session recorded last that holds every request of its arm."""
+    """(scenario, policy) -> the session recorded last that holds every request of its arm. Read again
+    only when the run's outcomes or manifest changed (a collection asks once per arm)."""
+    state = []
+    for path in (run.dir / f"{OUTCOMES}.gz", run.dir / OUTCOMES, run.manifest_path):
+        with contextlib.suppress(FileNotFoundError):
+            stat = path.stat()
+            state.append((path.name, stat.st_mtime_ns, stat.st_size))
+    return _read_complete_sessions(run, design.n, tuple(state))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_complete_sessions(run: Run, n: int, state: tuple) -> dict[tuple[str, str], str]:
     requests: dict[tuple[str, str, str], set[int]] = {}
     for _, entry in run.read_lines(OUTCOMES):
         requests.setdefault((entry["scenario"], entry["policy"], entry["session"]), set()).add(entry["request"])
     sessions = run.manifest["sessions"] if run.exists else []
     order = {e["session"]: i for i, e in enumerate(sessions)}
-    complete = sorted((order.get(s, -1), sc, po, s) for (sc, po, s), got in requests.items() if len(got) == design.n)
+    complete = sorted((order.get(s, -1), sc, po, s) for (sc, po, s), got in requests.items() if len(got) == n)
     return {(sc, po): s for _, sc, po, s in complete}
 
 

@@ -144,24 +144,39 @@ def compare(baseline_ms: np.ndarray, treated_ms: np.ndarray, started: np.ndarray
     resamples gets a zero-width interval.
     """
     q = np.asarray(quantiles, float)
-    k, n = len(q), len(baseline_ms)
     data = tuple(np.asarray(x, float) for x in (baseline_ms, treated_ms, started, extra_cost_usd, cost_usd))
 
     def statistic(base, treated, started, extra, cost, axis=-1):
-        """reduction per quantile, then the extra-request and extra-cost shares (leading axis)."""
-        qb, qt = (np.quantile(x, q, axis=axis, method="inverted_cdf") for x in (base, treated))
-        shares = np.mean(started, axis=axis), np.sum(extra, axis=axis) / np.sum(cost, axis=axis)
-        return np.concatenate([1 - qt / qb, *(np.expand_dims(s, 0) for s in shares)])
+        return _effects(base, treated, started, extra, cost, q, axis)
 
+    point, low, high = _bootstrap(data, statistic, len(q), confidence, n_resamples, seed)
+    return _rows(data[0], data[1], point, low, high, q, len(baseline_ms), confidence)
+
+
+def _effects(base: np.ndarray, treated: np.ndarray, started: np.ndarray, extra: np.ndarray, cost: np.ndarray,
+             q: np.ndarray, axis: int) -> np.ndarray:
+    """The reduction per quantile, then the extra-request and extra-cost shares (leading axis)."""
+    qb, qt = (np.quantile(x, q, axis=axis, method="inverted_cdf") for x in (base, treated))
+    shares = np.mean(started, axis=axis), np.sum(extra, axis=axis) / np.sum(cost, axis=axis)
+    return np.concatenate([1 - qt / qb, *(np.expand_dims(s, 0) for s in shares)])
+
+
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Any, k: int, confidence: float, n_resamples: int, seed: int,
+               ignore: tuple[type[Warning], ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The statistic's point estimate and paired, seeded percentile interval (NaN when n < 2 or
+    ``n_resamples`` is 0, or where a resample's value is undefined); ``ignore``: more warnings to silence."""
+    n = len(data[0])
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # NaN in resamples: NaN interval
+        for category in ignore:
+            warnings.simplefilter("ignore", category)
         point, low, high = statistic(*data), np.full(k + 2, np.nan), np.full(k + 2, np.nan)
         if n >= 2 and n_resamples > 0:  # batches of ~250k values bound memory on long traces
             ci = stats.bootstrap(data, statistic, paired=True, vectorized=True, method="percentile",
                                  confidence_level=confidence, n_resamples=n_resamples,
                                  batch=max(1, 250_000 // n), rng=np.random.default_rng(seed))
             low, high = ci.confidence_interval
-    return _rows(data[0], data[1], point, low, high, q, n, confidence)
+    return point, low, high
 
 
 def _rows(base: np.ndarray, treated: np.ndarray, point: np.ndarray, low: np.ndarray, high: np.ndarray,
@@ -209,23 +224,12 @@ def sweep(primary: pd.DataFrame, backup: pd.DataFrame, *, delay_percentiles: Seq
             d = np.nanpercentile(sig, pct, axis=axis) if delay_from_data else delay
             start, hedged = _hedge(base, prog, fail, ans2, d)
             started = np.isfinite(start)
-            qb, qt = (np.quantile(x, q, axis=axis, method="inverted_cdf") for x in (base, hedged))
-            shares = (np.mean(started, axis=axis),
-                      np.sum(np.where(started, cost2, 0.0), axis=axis) / np.sum(cost1, axis=axis))
-            return np.concatenate([1 - qt / qb, *(np.expand_dims(x, 0) for x in shares)])
+            return _effects(base, hedged, started, np.where(started, cost2, 0.0), cost1, q, axis)
 
         data = (baseline, progress, failed_at, signal, answered2, extra, base_cost)
-        start, hedged = _hedge(baseline, progress, failed_at, answered2, delay)
-        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN resample of the signal: NaN interval
-            point = statistic(*data)
-            low, high = np.full(k + 2, np.nan), np.full(k + 2, np.nan)
-            if n >= 2 and n_resamples > 0:
-                ci = stats.bootstrap(data, statistic, paired=True, vectorized=True, method="percentile",
-                                     confidence_level=confidence, n_resamples=n_resamples,
-                                     batch=max(1, 250_000 // n), rng=np.random.default_rng(seed))
-                low, high = ci.confidence_interval
+        _, hedged = _hedge(baseline, progress, failed_at, answered2, delay)
+        # an all-NaN resample of the signal: NaN interval
+        point, low, high = _bootstrap(data, statistic, k, confidence, n_resamples, seed, ignore=(RuntimeWarning,))
         frames.append(_rows(baseline, hedged, point, low, high, q, n, confidence).assign(delay_pct=pct,
                                                                                           delay_ms=delay))
     return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lab.llm.replies import error_type
 from lab.records import FIELDS, FLOATS, INTEGERS, typed_frame
 
 _ATTEMPT_ERROR = pa.struct([("error_type", pa.string()), ("http_status", pa.int64()), ("duration_ms", pa.float64())])
@@ -122,26 +123,15 @@ _EXCEPTION_KINDS = (
 
 def http_error_type(status: int) -> str:
     """The record's error type for an HTTP error status (as :mod:`lab.llm` classifies them)."""
-    if status == 429:
-        return "rate_limit"
-    if status in (503, 529):
-        return "overloaded"
-    if status >= 500:
-        return "server_error"
-    if status in (401, 403):
-        return "auth"
-    return "client_error"
+    return error_type(status)
 
 
 def http_error_types(statuses: pa.Array | pa.ChunkedArray) -> pa.Array:
     """:func:`http_error_type` over a column (null where the status is not an error)."""
     s = statuses.cast(pa.float64())
-    conditions = pa.StructArray.from_arrays(
-        [pc.fill_null(c, False).combine_chunks() if isinstance(c, pa.ChunkedArray) else pc.fill_null(c, False)
-         for c in (pc.equal(s, 429.0), pc.is_in(s, pa.array([503.0, 529.0])), pc.greater_equal(s, 500.0),
-                   pc.is_in(s, pa.array([401.0, 403.0])), pc.greater_equal(s, 400.0))],
-        names=["rate_limit", "overloaded", "server_error", "auth", "client_error"])
-    return pc.case_when(conditions, "rate_limit", "overloaded", "server_error", "auth", "client_error")
+    codes = pc.unique(s).drop_null()
+    kinds = pa.array([http_error_type(int(c)) if c >= 400 else None for c in codes.to_pylist()], pa.string())
+    return pc.take(kinds, pc.index_in(s, codes))
 
 
 def classify(description: str | None, status: int | None, fallback: str) -> tuple[str, int | None]:
@@ -233,7 +223,7 @@ def tpot(latency_ms: pa.Array, ttft_ms: pa.Array, output_tokens: pa.Array) -> pa
 
 def constant(value: object, rows: int, type: pa.DataType | None = None) -> pa.Array:
     """One value repeated ``rows`` times."""
-    return pa.array([value], type).take(pa.array(np.zeros(rows, dtype=np.int32)))
+    return pa.repeat(pa.scalar(value, type), rows)
 
 
 def column(table: pa.Table, path: str) -> pa.ChunkedArray:

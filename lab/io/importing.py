@@ -63,7 +63,8 @@ class _Tally:
 def read(path: str | Path, format: str | None = None, *, mapping: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The source's call records as a frame (columns :data:`lab.records.FIELDS`, typed by
     :func:`lab.records.typed_frame`); the format is detected from the content when not given."""
-    tables = list(_batches(Path(path), format, mapping, _Tally()))
+    path = Path(path)
+    tables = list(_batches(path, *_format(path, format, mapping), mapping, _Tally()))
     table = pa.concat_tables(tables) if tables else cols.SCHEMA.empty_table()
     return cols.to_frame(table)
 
@@ -73,7 +74,7 @@ def inspect(path: str | Path, format: str | None = None, *, mapping: Mapping[str
     tally = _Tally()
     path = Path(path)
     name, fmt = _format(path, format, mapping)
-    for _ in _batches(path, name, mapping, tally):
+    for _ in _batches(path, name, fmt, mapping, tally):
         pass
     return tally.source(path, name, getattr(fmt, "PLACEHOLDERS", ()))
 
@@ -94,12 +95,12 @@ def import_run(path: str | Path, run_id: str, format: str | None = None, root: s
             if run.exists:
                 raise ValueError(f"run {run_id!r} already exists in {run.dir}: choose another --run")
             tally = _Tally()
-            _write_calls(run, _batches(path, name, mapping, tally, run_id=run_id, experiment="import",
+            _write_calls(run, _batches(path, name, fmt, mapping, tally, run_id=run_id, experiment="import",
                                        synthetic=synthetic))
             source = tally.source(path, name, getattr(fmt, "PLACEHOLDERS", ()))
             if not source.rows:
                 raise ValueError(f"{path} holds no calls as {name} reads them: check --format")
-            run.write_manifest({**_manifest(run_id, path, source, tally, mapping), "synthetic": synthetic})
+            run.write_manifest(_manifest(run_id, path, source, tally, mapping, synthetic))
     except BaseException:
         if created and not run.exists:
             shutil.rmtree(run.dir, ignore_errors=True)
@@ -107,14 +108,14 @@ def import_run(path: str | Path, run_id: str, format: str | None = None, root: s
     return source
 
 
-def _manifest(run_id: str, path: Path, source: Source, tally: _Tally, mapping: Mapping[str, str] | None
-              ) -> dict[str, object]:
+def _manifest(run_id: str, path: Path, source: Source, tally: _Tally, mapping: Mapping[str, str] | None,
+              synthetic: bool) -> dict[str, object]:
     size, digest = _fingerprint(path)
     imported = now()
     times = {} if "started_at" in source.missing_fields else {
         "calls_started": _iso(tally.first), "calls_ended": _iso(tally.last)}
     return {
-        "run_id": run_id, "experiment": "import", "synthetic": False, "started_at": imported,
+        "run_id": run_id, "experiment": "import", "synthetic": synthetic, "started_at": imported,
         "imported_at": imported, **times,
         "source": {"format": source.format, "file": path.name, "size": size, "sha256": digest,
                    **({"mapping": dict(mapping)} if mapping else {})},
@@ -152,12 +153,12 @@ def _format(path: Path, format: str | None, mapping: Mapping[str, str] | None) -
     return fmt.NAME, fmt
 
 
-def _batches(path: Path, format: str | None, mapping: Mapping[str, str] | None, tally: _Tally, *,
+def _batches(path: Path, name: str, fmt: ModuleType, mapping: Mapping[str, str] | None, tally: _Tally, *,
              run_id: str | None = None, experiment: str | None = None, synthetic: bool = False) -> Iterator[pa.Table]:
     """Conformed record batches with the importer's bookkeeping: ``endpoint`` ``<format>:<file>``
     (unless the format names one), ``sample`` the record's index in the source, ``experiment``
-    the format (or ``import``), ``run_id``, and ``synthetic`` (false unless told)."""
-    name, fmt = _format(path, format, mapping)
+    the format (or ``import``), ``run_id``, and ``synthetic`` (false unless told); ``name`` and
+    ``fmt`` as :func:`_format` resolved them."""
     raw = fmt.batches(path, mapping) if name == "csv" else fmt.batches(path)
     sample = 0
     for batch in raw:

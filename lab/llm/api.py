@@ -32,10 +32,11 @@ from lab import config, prices
 from lab.config import DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S
 from lab.llm import clients, schemas
 from lab.llm.completion import Completion
-from lab.llm.providers import ADAPTERS, NOTHING, CutStream, Failure, Reply, Request, classify, events, stream_headers
+from lab.llm.providers import ADAPTERS, CutStream, Failure, Reply, Request, classify, events, stream_headers
+from lab.llm.replies import NOTHING
 from lab.llm.retry import NO_RETRY, RetryPolicy
 from lab.llm.transport import ATTEMPT, PLANNED, Clock
-from lab.records import AttemptError, CallRecord, Kind, stream_timing
+from lab.records import AttemptError, CallRecord, Kind, timed_fields
 from lab.redact import clean_url
 
 
@@ -167,22 +168,16 @@ class _Call:
         started_at = self._started_at or datetime.now(UTC)
         planned = PLANNED.get()
         lag = None if planned is None else round((t0 - planned) / 1e6, 2)
-        ms = lambda ns: None if ns is None else round((ns - t0) / 1e6, 2)  # noqa: E731  (to 10 microseconds)
-        latency = ms(end_ns)
-        offsets = tuple(ms(ns) for ns in attempt.offsets_ns)
         streamed = self.kind == "stream"
         text = "".join(attempt.parts) if streamed else reply.text
         output_tokens = reply.output_tokens
-        tpot, gap = stream_timing(latency, offsets, output_tokens) if streamed else (None, None)
-        # A call cut short is priced from what is known: its input, and its chunks as a lower bound of its output.
-        billed_output = output_tokens if output_tokens is not None else (len(offsets) if streamed else None)
+        timing, billed_output = timed_fields(t0, end_ns, attempt.offsets_ns, attempt.first_text_ns, output_tokens,
+                                             streamed)
         return CallRecord(
             provider=s.provider, model=s.model, endpoint=clean_url(s.endpoint), kind=self.kind,
-            started_at=started_at, latency_ms=latency,
+            started_at=started_at, **timing,
             scheduled_at=None if lag is None else started_at - timedelta(milliseconds=lag), send_lag_ms=lag,
             status="ok" if failure is None else "error",
-            ttft_ms=offsets[0] if offsets else None, first_text_ms=ms(attempt.first_text_ns),
-            chunk_offsets_ms=offsets if streamed else None, tpot_ms=tpot, max_gap_ms=gap,
             connect_ms=round(attempt.clock.connect_ns / 1e6, 2) if attempt.clock.sent_ns else None,
             input_tokens=reply.input_tokens, output_tokens=output_tokens,
             cache_read_tokens=reply.cache_read_tokens, cache_write_tokens=reply.cache_write_tokens,
@@ -211,7 +206,7 @@ def _completion(record: CallRecord, schema: schemas.Schema | None) -> Completion
             data = schemas.parse(record.text, schema)
         except schemas.InvalidJSON as exc:
             record = _with_failure(record, exc.error_type, str(exc))
-    return Completion(record.text if record.ok else "", record, data)
+    return Completion.of(record, data)
 
 
 def _with_failure(record: CallRecord, error_type: str, message: str) -> CallRecord:
@@ -393,7 +388,7 @@ def drain(chunks: TextStream) -> Completion:
         pass
     record = chunks.record
     assert record is not None
-    return Completion(record.text if record.ok else "", record)
+    return Completion.of(record)
 
 
 session = clients.session

@@ -146,10 +146,6 @@ class _Background:
             future.cancel()
             raise
 
-    def call(self, function: Callable[[], Any]) -> None:
-        """Run a plain function on the background loop, without waiting."""
-        self.loop().call_soon_threadsafe(function)
-
     def close(self) -> None:
         """Close the background loop's clients and stop it (at exit)."""
         with self._lock:

@@ -16,6 +16,11 @@ class Completion:
     record: CallRecord
     data: Any = None
 
+    @classmethod
+    def of(cls, record: CallRecord, data: Any = None) -> Completion:
+        """A record's completion: its text if it succeeded, else ``""``."""
+        return cls(record.text if record.ok else "", record, data)
+
     @property
     def ok(self) -> bool:
         return self.record.ok

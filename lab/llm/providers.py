@@ -20,20 +20,10 @@ import httpx2
 import openai
 
 from lab.config import ProviderSettings
+from lab.llm.replies import NOTHING, SYNTHETIC_HEADER, Piece, count, error_type
 from lab.llm.transport import TimedTransport
 from lab.redact import redact
 
-SYNTHETIC_HEADER = "x-lab-synthetic"
-
-# Error body types and HTTP statuses, mapped to the record's error_type.
-_BODY_KINDS = {
-    "overloaded_error": "overloaded",
-    "service_unavailable": "overloaded",
-    "rate_limit_error": "rate_limit",
-    "rate_limit_exceeded": "rate_limit",
-    "api_error": "server_error",
-    "server_error": "server_error",
-}
 _LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
@@ -63,17 +53,6 @@ class Reply:
 
 
 @dataclass(frozen=True)
-class Piece:
-    """What one stream event carries: generated ``content`` (text, thinking, tool input) and visible ``text``."""
-
-    content: bool = False
-    text: str = ""
-
-
-NOTHING = Piece()
-
-
-@dataclass(frozen=True)
 class Failure:
     """A failed attempt, classified for the record."""
 
@@ -97,19 +76,7 @@ def classify(exc: BaseException) -> Failure:
     """Map an SDK or transport exception to the record's error fields (messages scrubbed of secrets)."""
     if isinstance(exc, anthropic.APIStatusError | openai.APIStatusError):
         status = exc.status_code
-        body_kind = _body_kind(exc.body)
-        if status == 429:
-            kind = "rate_limit"
-        elif status in (503, 529):
-            kind = "overloaded"
-        elif body_kind is not None:  # e.g. an error event inside a stream that began with 200
-            kind = body_kind
-        elif status >= 500:
-            kind = "server_error"
-        elif status in (401, 403):
-            kind = "auth"
-        else:
-            kind = "client_error"
+        kind = error_type(status, exc.body)
         info = _headers_info(Reply(), exc.response.headers)
         return Failure(kind, status, _message(exc), _retry_after(exc.response), info.request_id, info.synthetic)
     if isinstance(exc, TimeoutError | anthropic.APITimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
@@ -125,19 +92,8 @@ def classify(exc: BaseException) -> Failure:
             return Failure("cut_stream", None, _message(cause))
         return Failure("connection", None, _message(exc))
     if isinstance(exc, anthropic.APIError | openai.APIError):  # e.g. an error event inside an OpenAI stream
-        return Failure(_body_kind(exc.body) or "server_error", None, _message(exc))
+        return Failure(error_type(None, exc.body), None, _message(exc))
     raise exc
-
-
-def _body_kind(body: object) -> str | None:
-    """The record's error_type named by an error body's ``code`` or ``type``, if any."""
-    error = body.get("error", body) if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return None
-    for name in (error.get("code"), error.get("type")):
-        if isinstance(name, str) and name in _BODY_KINDS:
-            return _BODY_KINDS[name]
-    return None
 
 
 def _message(exc: BaseException) -> str:
@@ -158,11 +114,6 @@ def _headers_info(reply: Reply, headers: Any) -> Reply:
     return reply
 
 
-def _count(value: Any) -> int | None:
-    """A token count from a usage object, or None when absent or not a count."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _shape(what: str, exc: Exception) -> InvalidResponse:
     return InvalidResponse(f"the {what} is not in the expected shape ({type(exc).__name__}: {exc})"[:300])
 
@@ -180,8 +131,6 @@ def _http_client(factory: type) -> Any:
 
 class AnthropicAdapter:
     """Anthropic Messages API."""
-
-    api = "anthropic"
 
     @staticmethod
     def client(settings: ProviderSettings) -> Any:
@@ -206,9 +155,9 @@ class AnthropicAdapter:
     @staticmethod
     def _input_usage(usage: Any, reply: Reply) -> None:
         """Anthropic's ``input_tokens`` exclude cache reads and writes; the record's input counts them all."""
-        plain = _count(getattr(usage, "input_tokens", None))
-        reads = _count(getattr(usage, "cache_read_input_tokens", None))
-        writes = _count(getattr(usage, "cache_creation_input_tokens", None))
+        plain = count(getattr(usage, "input_tokens", None))
+        reads = count(getattr(usage, "cache_read_input_tokens", None))
+        writes = count(getattr(usage, "cache_creation_input_tokens", None))
         if plain is not None:
             reply.input_tokens = plain + (reads or 0) + (writes or 0)
             reply.cache_read_tokens, reply.cache_write_tokens = reads, writes
@@ -225,7 +174,7 @@ class AnthropicAdapter:
             texts = [block.text for block in message.content if block.type == "text"]
             if not all(isinstance(t, str) for t in texts):
                 raise TypeError("a text block without text")
-            reply = Reply("".join(texts), output_tokens=_count(message.usage.output_tokens),
+            reply = Reply("".join(texts), output_tokens=count(message.usage.output_tokens),
                           stop_reason=message.stop_reason, finished=True)
             self._input_usage(message.usage, reply)
         except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
@@ -249,7 +198,7 @@ class AnthropicAdapter:
                 self._input_usage(event.message.usage, reply)
             elif kind == "message_delta":
                 reply.stop_reason = event.delta.stop_reason
-                reply.output_tokens = _count(event.usage.output_tokens)
+                reply.output_tokens = count(event.usage.output_tokens)
             elif kind == "message_stop":
                 reply.finished = True
         except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
@@ -259,8 +208,6 @@ class AnthropicAdapter:
 
 class OpenAIAdapter:
     """OpenAI Chat Completions, also for OpenAI-compatible servers."""
-
-    api = "openai"
 
     def __init__(self, compatible: bool = False) -> None:
         # OpenAI's own models take max_completion_tokens; many compatible servers only max_tokens.
@@ -294,10 +241,10 @@ class OpenAIAdapter:
     def _usage(usage: Any, reply: Reply) -> None:
         if usage is None:
             return
-        reply.input_tokens = _count(usage.prompt_tokens)
-        reply.output_tokens = _count(usage.completion_tokens)
+        reply.input_tokens = count(usage.prompt_tokens)
+        reply.output_tokens = count(usage.completion_tokens)
         details = getattr(usage, "prompt_tokens_details", None)
-        reply.cache_read_tokens = _count(getattr(details, "cached_tokens", None))
+        reply.cache_read_tokens = count(getattr(details, "cached_tokens", None))
 
     async def create(self, client: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         raw = await client.chat.completions.with_raw_response.create(**params)

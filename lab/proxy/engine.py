@@ -186,7 +186,7 @@ class Engine:
                  keys: dict[str, str | None] | None = None) -> None:
         self.session, self.policy, self.keep_text = session, policy, keep_text
         self._keys = policy.keys() if keys is None else keys
-        self._proxies = {name: env_proxy(u.url) for name, u in policy.upstreams.items()}
+        self.proxies = {name: env_proxy(u.url) for name, u in policy.upstreams.items()}
         # Built now: a percentile delay loads statsmodels, which must not happen on a request's time.
         self._states = {r.name: _RouteState(r) for r in (*policy.routes, *policy.defaults.values())}
 
@@ -217,7 +217,7 @@ class Engine:
         p = exchange.prepared[target]
         attempt = Attempt(self.session, target, role, url=p.url, headers=p.headers, body=p.body, ask=exchange.ask,
                           caller_api=exchange.api, timeout_s=exchange.route.timeout_s, keep_text=self.keep_text,
-                          on_change=exchange.attempt_changed, proxy=self._proxies.get(target.upstream.name))
+                          on_change=exchange.attempt_changed, proxy=self.proxies.get(target.upstream.name))
         exchange.attempts.append(attempt)
         exchange.changed.set()
         return attempt

@@ -103,14 +103,19 @@ def client_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=False)
 
 
+def hop_by_hop(headers: Any) -> frozenset[str]:
+    """The headers (lower case) that end at this hop: the standard ones and those ``Connection`` names."""
+    return HOP_BY_HOP | {h.strip().lower() for h in headers.get("connection", "").split(",")}
+
+
 def upstream_headers(caller: CIMultiDictProxy[str] | CIMultiDict[str], caller_api: str, target: Target,
                      key: str | None) -> CIMultiDict[str]:
     """The caller's headers for one upstream: hop-by-hop and the proxy's own (``x-lab-*``) left out,
     credentials unchanged unless the upstream has its own key (``api_key_env``). Across APIs the
     caller's credentials and API headers are never sent: the key of one provider is not another's."""
-    named = {h.strip().lower() for h in caller.get("connection", "").split(",")}
+    dropped = hop_by_hop(caller)
     headers = CIMultiDict((k, v) for k, v in caller.items()
-                          if (low := k.lower()) not in HOP_BY_HOP and low not in named and not low.startswith("x-lab-"))
+                          if (low := k.lower()) not in dropped and not low.startswith("x-lab-"))
     headers["accept-encoding"] = "identity"
     api = target.upstream.format
     if api != caller_api:
@@ -156,7 +161,7 @@ class Attempt:
     def __init__(self, session: aiohttp.ClientSession, target: Target, role: str, *, url: str,
                  headers: CIMultiDict[str], body: bytes, ask: Ask, caller_api: str, timeout_s: float,
                  keep_text: bool, on_change: Callable[[Attempt], None], proxy: str | None = None) -> None:
-        self.target, self.role, self.ask, self.caller_api = target, role, ask, caller_api
+        self.target, self.role, self.ask = target, role, ask
         self.api = target.upstream.format
         self.translating = self.api != caller_api
         self.timeout_s, self.keep_text, self.on_change = timeout_s, keep_text, on_change

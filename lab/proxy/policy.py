@@ -46,11 +46,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lab.config import PROVIDERS
+from lab.config import DEFAULT_ENDPOINTS, PROVIDERS
 from lab.proxy.wire import ANTHROPIC, FORMATS, OPENAI
 from lab.redact import clean_url
 
-DEFAULT_URLS = {ANTHROPIC: "https://api.anthropic.com", OPENAI: "https://api.openai.com/v1"}
+DEFAULT_URLS = {api: str(DEFAULT_ENDPOINTS[api]) for api in FORMATS}
 DEFAULT_TIMEOUT_S = 600.0
 """An attempt's deadline, first byte sent to last byte received, unless a route sets its own."""
 DEFAULT_BUDGET = {"percent": 10.0, "requests": 100}

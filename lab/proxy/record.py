@@ -29,8 +29,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lab import prices
-from lab.proxy.wire import REQUEST_ID_HEADER, SYNTHETIC_HEADER
-from lab.records import CallRecord, stream_timing
+from lab.llm.replies import SYNTHETIC_HEADER
+from lab.proxy.wire import REQUEST_ID_HEADER
+from lab.records import CallRecord, timed_fields
 from lab.redact import clean_url, redact
 from lab.store import CallKey, Run
 
@@ -48,26 +49,16 @@ def call_record(attempt: Attempt, exchange: Exchange, run_id: str, window: str) 
     task, window and sample."""
     upstream, seen, failure = attempt.target.upstream, attempt.seen, attempt.failure
     t0 = attempt.sent_ns or attempt.end_ns or 0
-
-    def ms(ns: int | None) -> float | None:
-        return None if ns is None else round((ns - t0) / 1e6, 2)
-
-    latency = ms(attempt.end_ns) or 0.0
-    streamed = exchange.ask.stream
-    offsets = tuple(ms(ns) for ns in attempt.offsets_ns) if streamed else None
-    tpot, gap = stream_timing(latency, offsets, seen.output_tokens) if offsets is not None else (None, None)
-    # A call cut short is priced from what is known: its chunks are a lower bound of its output.
-    billed = seen.output_tokens if seen.output_tokens is not None else (len(offsets) if offsets is not None else None)
+    timing, billed = timed_fields(t0, attempt.end_ns if attempt.end_ns is not None else t0, attempt.offsets_ns,
+                                  attempt.first_text_ns, seen.output_tokens, exchange.ask.stream)
     model = attempt.target.model or exchange.ask.model
     headers = attempt.headers or {}
     request_id = headers.get(REQUEST_ID_HEADER[upstream.format]) or headers.get("request-id") or headers.get(
         "x-request-id")
     return CallRecord(
         provider=upstream.provider, model=model, endpoint=clean_url(upstream.url), kind=exchange.ask.kind,
-        started_at=attempt.started_at, latency_ms=latency,  # type: ignore[arg-type]
+        started_at=attempt.started_at, **timing,  # type: ignore[arg-type]
         status="ok" if failure is None else "error",
-        ttft_ms=offsets[0] if offsets else None, first_text_ms=ms(attempt.first_text_ns) if streamed else None,
-        chunk_offsets_ms=offsets, tpot_ms=tpot, max_gap_ms=gap,
         connect_ms=round(attempt.connect_ns / 1e6, 2),
         input_tokens=seen.input_tokens, output_tokens=seen.output_tokens,
         cache_read_tokens=seen.cache_read_tokens, cache_write_tokens=seen.cache_write_tokens,
@@ -95,7 +86,6 @@ class Recorder:
         self.run, self.window, self.design, self.command = run, window, dict(design), command
         self.session = {"window": window, **session}
         self.records = 0
-        self.exchanges = 0
         self._stack: contextlib.ExitStack | None = None
         self._warned = False
         self._queued: deque[tuple[Exchange, int | None, int | None, int | None]] = deque()
@@ -175,7 +165,6 @@ class Recorder:
                           "status": record.status, "error_type": record.error_type})
         built.append((REQUESTS, self.line(exchange, calls, delivered, chosen, caller_status)))
         self.records += len(calls)
-        self.exchanges += 1
         return built
 
     def _append(self) -> None:
@@ -199,7 +188,6 @@ class Recorder:
         try:
             line = self.line(exchange, [], None, None, 400)
             self.run.append_line({**line, "refused": message}, REQUESTS)
-            self.exchanges += 1
         except OSError:
             pass
 

@@ -20,12 +20,10 @@ command line's upstream of their API, and not recorded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,15 +34,16 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from lab import endpoints
+from lab.llm.replies import SYNTHETIC_HEADER
 from lab.proxy import forward, translate, wire
 from lab.proxy.engine import Engine, Exchange
-from lab.proxy.forward import HOP_BY_HOP, Attempt, Failure
+from lab.proxy.forward import Attempt, Failure
 from lab.proxy.policy import DEFAULT_TIMEOUT_S, DEFAULT_URLS, Policy, PolicyError, default_policy, load
 from lab.proxy.record import Recorder
 from lab.proxy.wire import ANTHROPIC, CHAT_PATHS, OPENAI, REQUEST_ID_HEADER
 from lab.redact import clean_url, redact
 from lab.store import Run
-from lab.timing import frozen_heap
+from lab.timing import frozen_heap, short_thread_switches
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """Larger than either provider's request limit: the upstream decides."""
@@ -74,8 +73,7 @@ def _relay_headers(headers: Any, *, decoded: bool = False) -> CIMultiDict[str]:
     server sets it again, or chunks), and the encoding when the proxy decoded the body."""
     if headers is None:
         return CIMultiDict()
-    named = {h.strip().lower() for h in headers.get("connection", "").split(",")}
-    dropped = HOP_BY_HOP | named | ({"content-encoding"} if decoded else set())
+    dropped = forward.hop_by_hop(headers) | ({"content-encoding"} if decoded else set())
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in dropped)
 
 
@@ -87,7 +85,7 @@ def _translated_headers(attempt: Attempt, caller: str, content_type: str) -> CIM
     request_id = upstream.get(REQUEST_ID_HEADER[attempt.api])
     if request_id:
         headers[REQUEST_ID_HEADER[caller]] = request_id
-    for name in (wire.SYNTHETIC_HEADER, "retry-after"):
+    for name in (SYNTHETIC_HEADER, "retry-after"):
         if name in upstream:
             headers[name] = upstream[name]
     return headers
@@ -238,7 +236,7 @@ class ProxyServer:
         url = upstream.url + wire.upstream_path(api, request.path) + (
             f"?{request.query_string}" if request.query_string else "")
         headers = forward.upstream_headers(request.headers, api, route.primary, None)
-        assert self.session is not None
+        assert self.session is not None and self.engine is not None
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -247,7 +245,7 @@ class ProxyServer:
             async with asyncio.timeout(route.timeout_s):
                 async with self.session.request(request.method, url, data=body or None, headers=headers,
                                                 allow_redirects=False, skip_auto_headers=forward.SKIP_AUTO,
-                                                proxy=forward.env_proxy(upstream.url)) as up:
+                                                proxy=self.engine.proxies.get(upstream.name)) as up:
                     decoded = up.headers.get("content-encoding", "identity").lower() != "identity"
                     response = web.StreamResponse(status=up.status, headers=_relay_headers(up.headers))
                     if not decoded and up.content_length is not None:
@@ -336,11 +334,7 @@ class Proxy:
     def url_for(self, api: str) -> str:
         """The SDK ``base_url`` for ``anthropic`` or ``openai`` (what ``ANTHROPIC_BASE_URL`` and
         ``OPENAI_BASE_URL`` are set to)."""
-        if api == ANTHROPIC:
-            return self.base_url
-        if api in (OPENAI, "openai-compatible"):
-            return f"{self.base_url}/v1"
-        raise ValueError(f"unknown api {api!r}")
+        return endpoints.sdk_base_url(self.base_url, api)
 
     def _check_loop(self) -> None:
         """An upstream that is this proxy would send every request round in circles."""
@@ -440,17 +434,6 @@ class Proxy:
         self.stop()
 
 
-@contextlib.contextmanager
-def _fast_thread_switches() -> Iterator[None]:
-    """A short GIL switch interval (0.5 ms, not 5): the record writer's thread never holds up a chunk."""
-    saved = sys.getswitchinterval()
-    sys.setswitchinterval(min(saved, 0.0005))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(saved)
-
-
 def serve(run: Run | str, **options: Any) -> int:
     """Run the proxy until SIGTERM or Ctrl-C (options as :class:`Proxy`); prints one line when ready and
     one when stopped. Returns the number of requests handled."""
@@ -460,7 +443,7 @@ def serve(run: Run | str, **options: Any) -> int:
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
     try:
-        with _fast_thread_switches():
+        with short_thread_switches():  # the record writer's thread never holds up a chunk
             loop.run_until_complete(proxy._start())
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)

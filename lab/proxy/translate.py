@@ -204,7 +204,7 @@ class StreamTranslator:
                             "model": self._model, "choices": [], "usage": _usage_openai(self.seen)})
             return out + b"data: [DONE]\n\n"
         if kind == "error":
-            return sse(wire.error_data(OPENAI, 500, (data.get("error") or {}).get("message", "error")))
+            return wire.error_event(OPENAI, 500, (data.get("error") or {}).get("message", "error"))
         return b""
 
     # OpenAI upstream, Anthropic caller.
@@ -212,7 +212,7 @@ class StreamTranslator:
         out = b""
         if data != DONE and isinstance(data, dict) and data.get("error"):
             error = data["error"] if isinstance(data["error"], dict) else {}
-            return sse(wire.error_data(ANTHROPIC, 500, error.get("message", "error")), "error")
+            return wire.error_event(ANTHROPIC, 500, error.get("message", "error"))
         if not self._started and data != DONE:
             self._started = True
             message = {"id": f"msg_{data.get('id', '')}", "type": "message", "role": "assistant",

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.llm.replies import NOTHING, Piece, count, error_type
 from lab.records import Kind
 
 ANTHROPIC, OPENAI = "anthropic", "openai"
@@ -19,7 +20,6 @@ FORMATS = (ANTHROPIC, OPENAI)
 CHAT_PATHS = {"/v1/messages": ANTHROPIC, "/v1/chat/completions": OPENAI}
 """The paths whose POSTs are chat calls: recorded, routed, timed."""
 REQUEST_ID_HEADER = {ANTHROPIC: "request-id", OPENAI: "x-request-id"}
-SYNTHETIC_HEADER = "x-lab-synthetic"
 DONE = "[DONE]"
 """OpenAI's last stream event."""
 
@@ -171,21 +171,6 @@ class Seen:
     text: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Piece:
-    """What one stream event carries: generated ``content`` (text, thinking, tool input) and visible ``text``."""
-
-    content: bool = False
-    text: str = ""
-
-
-NOTHING = Piece()
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Garbage(f"{what} is not a JSON object")
@@ -210,13 +195,13 @@ class AnthropicReader(Reader):
     def _usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
             return
-        plain, reads, writes = (_count(usage.get(k)) for k in
+        plain, reads, writes = (count(usage.get(k)) for k in
                                 ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))
         if plain is not None:  # Anthropic's input_tokens leave the cache out; the record's count it all
             seen = self.seen
             seen.input_tokens = plain + (reads or 0) + (writes or 0)
             seen.cache_read_tokens, seen.cache_write_tokens = reads, writes
-        if _count(usage.get("output_tokens")) is not None:
+        if count(usage.get("output_tokens")) is not None:
             self.seen.output_tokens = usage["output_tokens"]
 
     def event(self, name: str | None, data: Any) -> Piece:
@@ -268,10 +253,10 @@ class OpenAIReader(Reader):
         if not isinstance(usage, dict):
             return
         seen = self.seen
-        seen.input_tokens = _count(usage.get("prompt_tokens"))
-        seen.output_tokens = _count(usage.get("completion_tokens"))
+        seen.input_tokens = count(usage.get("prompt_tokens"))
+        seen.output_tokens = count(usage.get("completion_tokens"))
         details = usage.get("prompt_tokens_details")
-        seen.cache_read_tokens = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+        seen.cache_read_tokens = count(details.get("cached_tokens")) if isinstance(details, dict) else None
 
     def event(self, name: str | None, data: Any) -> Piece:
         if data == DONE:
@@ -325,13 +310,6 @@ def reader(api: str, seen: Seen) -> Reader:
 
 # -- errors ------------------------------------------------------------------------------------
 
-_BODY_KINDS = {
-    "overloaded_error": "overloaded", "service_unavailable": "overloaded",
-    "rate_limit_error": "rate_limit", "rate_limit_exceeded": "rate_limit",
-    "api_error": "server_error", "server_error": "server_error",
-    "authentication_error": "auth", "permission_error": "auth", "invalid_api_key": "auth",
-    "timeout_error": "timeout",
-}
 RETRYABLE = frozenset({"rate_limit", "overloaded", "server_error", "timeout", "connection", "cut_stream",
                        "invalid_response"})
 """Failures another attempt may not meet; a 4xx that says the request itself is wrong is not one."""
@@ -341,30 +319,12 @@ def error_of(status: int | None, body: Any) -> tuple[str, str]:
     """The record's ``error_type`` and the message of an error reply (an HTTP status and its parsed
     body, or an error event inside a stream, ``status`` None)."""
     error = body.get("error", body) if isinstance(body, dict) else None
-    named = None
     message = ""
-    if isinstance(error, dict):
-        for name in (error.get("code"), error.get("type")):
-            if isinstance(name, str) and name in _BODY_KINDS:
-                named = _BODY_KINDS[name]
-                break
-        if isinstance(error.get("message"), str):
-            message = error["message"]
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        message = error["message"]
     elif isinstance(error, str):
         message = error
-    if status == 429:
-        kind = "rate_limit"
-    elif status in (503, 529):
-        kind = "overloaded"
-    elif named is not None:
-        kind = named
-    elif status is None or status >= 500:
-        kind = "server_error"
-    elif status in (401, 403):
-        kind = "auth"
-    else:
-        kind = "client_error"
-    return kind, message or (f"HTTP {status}" if status else "an error event in the stream")
+    return error_type(status, body), message or (f"HTTP {status}" if status else "an error event in the stream")
 
 
 def parse_error_body(status: int, body: bytes) -> tuple[str, str]:

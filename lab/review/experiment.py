@@ -84,8 +84,7 @@ def session(run: Run, design: Design, who: Session, *, live: bool = False) -> co
     to call while it is collected (it defaults to ``who.endpoint``)."""
     called = {"endpoint": who.endpoint}
     units = [_Review(run, design, who, sample, live, called) for sample in range(design.n)]
-    return collector.Session(EXPERIMENT, asdict(design), asdict(who), IDENTITY, units,
-                             collect_command(run, design, who), pause_s=design.pause_s,
+    return collector.Session(EXPERIMENT, asdict(design), asdict(who), IDENTITY, units, pause_s=design.pause_s,
                              label=f"{who.provider}/{who.model}", unit_name="review", extra={"called": called})
 
 
