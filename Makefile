@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: report test lab notebooks lock benchmark clean
+.PHONY: report test test-fast lab notebooks lock benchmark clean
 
 # Set up .venv with the exact locked versions (strict nbval compares outputs
 # that change with library versions), then the project itself, editable.
@@ -16,20 +16,26 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-## Execute every notebook and write shareable HTML to reports/.
+## Replay every notebook (never simulating or calling) and write shareable HTML to reports/.
 report: $(STAMP)
 	$(BIN)/lab report --notebooks notebooks --out reports
 
-## Run the whole test suite, notebooks included (strict nbval against committed outputs).
+## Run the whole test suite, notebooks included (strict nbval against committed outputs, replayed: the
+## notebooks never simulate or call). This is what CI runs.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadscope $(PYTEST_NOTEBOOKS) tests notebooks
+
+## Developers: the same without the minutes-long subprocess tests (marked slow: kills, mounts, wheels).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadscope -m "not slow" $(PYTEST_NOTEBOOKS) tests notebooks
 
 ## Open the notebooks in JupyterLab (kernel: .venv's Python; as root, with --allow-root). Running
 ## cells rewrites the outputs `make test` compares: `git checkout notebooks/` restores them.
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-## Maintainers: re-execute the notebooks in place after changing code or data.
+## Maintainers: re-execute the notebooks in place after changing code or data; simulates what the cache
+## (data/runs/simulations) lacks. Commit the notebooks and the cache.
 notebooks: $(STAMP)
 	$(BIN)/lab report --notebooks notebooks --in-place
 

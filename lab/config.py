@@ -53,6 +53,16 @@ DEFAULT_TIMEOUT_S = 120.0
 _PREFIX = {"anthropic": "ANTHROPIC", "openai": "OPENAI", "openai-compatible": "OPENAI_COMPATIBLE"}
 
 
+REPLAY_ONLY = "LAB_REPLAY_ONLY"
+"""Set to 1 for a replay that never calls a provider (not even the emulator) and never simulates:
+what the store and the simulation cache lack is an error that says how to collect it."""
+
+
+def replay_only() -> bool:
+    """True when :data:`REPLAY_ONLY` is set to anything but empty, 0, false or no."""
+    return os.environ.get(REPLAY_ONLY, "").strip().lower() not in ("", "0", "false", "no")
+
+
 class ConfigurationError(RuntimeError):
     """The set-up cannot make a call; the message says what to set."""
 

@@ -25,7 +25,7 @@ from scipy import stats as scipy_stats
 
 from lab import compare as compare_module
 from lab import simulations, stats
-from lab.emulator.profiles import READING, READINGS, LatencyProfile, report_profiles
+from lab.emulator.profiles import READING, READINGS, LatencyProfile, fit_id, report_profiles
 
 Interval = tuple[float, float]
 BAND = (0.94, 0.965)
@@ -48,8 +48,9 @@ def draw_latency(profile: LatencyProfile, rng: np.random.Generator, size: int | 
 
 
 def fitted(reading: str = READING) -> dict[str, Any]:
-    """The profiles fitted under ``reading``, as a cache key: a changed fit is a new key, simulated again."""
-    return {"reading": reading, **{m: dataclasses.asdict(p) for m, p in report_profiles(reading).items()}}
+    """The profiles fitted under ``reading``, as a cache key names them: the reading and the fit (its code
+    version and the reference data, :func:`lab.emulator.profiles.fit_id`), never the fitted floats."""
+    return {"reading": reading, "fit": fit_id()}
 
 
 def light(profile: LatencyProfile) -> LatencyProfile:

@@ -61,7 +61,7 @@ class Recorder:
     What happens on a miss depends on ``mode``: ``replay`` never calls;
     ``local`` (the default) calls endpoints on this machine, such as the
     emulator, which cost nothing; ``live`` also calls paid providers (an
-    explicit opt-in). A miss that may not be called raises
+    explicit opt-in); with ``LAB_REPLAY_ONLY=1`` every mode replays. A miss that may not be called raises
     :class:`MissingRecord`, naming what is missing and ``collect_hint``, the
     command that collects it. Every method takes the ``lab.llm`` keyword
     arguments (provider, model, base_url, system, timeout, retry) plus the
@@ -84,10 +84,12 @@ class Recorder:
         return CallKey(settings.provider, settings.endpoint, settings.model, kind, request, window, sample)
 
     def _may_call(self, key: CallKey) -> None:
-        if self.mode == "live" or (self.mode == "local" and is_local(key.endpoint)):
+        replay = self.mode == "replay" or config.replay_only()
+        if not replay and (self.mode == "live" or (self.mode == "local" and is_local(key.endpoint))):
             return
         hint = f"\nCollect it with: {self.collect_hint}" if self.collect_hint else ""
         why = "this is a replay" if self.mode == "replay" else (
+            f"this is a replay ({config.REPLAY_ONLY}=1)") if replay else (
             f"calls to {clean_url(key.endpoint)} are paid: pass mode='live', or --live on the command line")
         raise MissingRecord(f"run {self.run.id!r} has no record of {key.describe()} and {why}.{hint}")
 

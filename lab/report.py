@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import html
+import os
 import re
 import subprocess
 import warnings
@@ -218,18 +219,43 @@ def declared(nb: Any) -> list[Source]:
 # -- pages --------------------------------------------------------------------------------------
 
 
+class NotebookFailed(RuntimeError):
+    """A notebook that could not be executed: the message names it, the cell and what happened."""
+
+
+REPLAY_TIMEOUT_S = 600
+"""A replayed cell's time limit: a replay reads recorded data and never simulates, so minutes mean a fault."""
+
+
 def execute(notebook: Path, timeout_s: int = 1800, env: Mapping[str, str] | None = None) -> Any:
     """Execute a notebook in its own folder, as nbval does (``env``: the kernel's environment, by default
-    this process's); consecutive stream outputs merged."""
+    this process's); consecutive stream outputs merged. A cell that fails or runs past ``timeout_s`` raises
+    :class:`NotebookFailed`, which names the notebook, the cell and the error."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
     nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
-                   resources={"metadata": {"path": str(notebook.parent)}}).execute(
-        stderr=subprocess.DEVNULL,  # the kernel process's own log (a warning per notebook); cell output is kept
-        **({"env": dict(env)} if env is not None else {}))
+    at = {"cell": None}
+
+    def started(cell: Any, cell_index: int) -> None:
+        at["cell"] = cell_index
+
+    client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3", on_cell_start=started,
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    try:
+        client.execute(stderr=subprocess.DEVNULL,  # the kernel process's own log; cell output is kept
+                       **({"env": dict(env)} if env is not None else {}))
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+        where = f"{notebook}, cell {at['cell'] + 1}" if at["cell"] is not None else str(notebook)
+        if isinstance(exc, CellTimeoutError):
+            what = f"the cell ran past its {timeout_s} s limit"
+        elif isinstance(exc, DeadKernelError):
+            what = "the kernel died (out of memory?)"
+        else:
+            what = f"{exc.ename}: {' '.join(str(exc.evalue).split())}"
+        raise NotebookFailed(f"{where}: {what}") from exc
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
     return nb
 
@@ -314,14 +340,26 @@ def index_html(entries: Iterable[tuple[str, str, str, list[Source]]]) -> str:
             f"<ul class=\"notebooks\">\n{chr(10).join(items)}\n</ul></body></html>\n")
 
 
-def build(notebooks_dir: str | Path = "notebooks", out_dir: str | Path = "reports") -> list[Path]:
-    """Execute and render every ``*.ipynb`` of ``notebooks_dir``, then an ``index.html`` that lists them."""
+def build(notebooks_dir: str | Path = "notebooks", out_dir: str | Path = "reports") -> tuple[list[Path], list[str]]:
+    """Replay and render every ``*.ipynb`` of ``notebooks_dir``, then an ``index.html`` that lists them.
+
+    A replay never simulates or calls (``LAB_REPLAY_ONLY=1`` in the kernels). A notebook that fails is named
+    with its cell and error, and the others are still rendered: returns the pages written (index last) and
+    one line per failure."""
+    from lab.config import REPLAY_ONLY
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pages, entries = [], []
+    env = {**os.environ, REPLAY_ONLY: "1"}
+    pages, entries, failures = [], [], []
     for notebook in sorted(Path(notebooks_dir).glob("*.ipynb")):
         print(f"executing {notebook} ...", flush=True)
-        nb = execute(notebook)
+        try:
+            nb = execute(notebook, REPLAY_TIMEOUT_S, env)
+        except NotebookFailed as exc:
+            print(f"  failed: {exc}", flush=True)
+            failures.append(str(exc))
+            continue
         page = render(nb, notebook.stem, out)
         title, question = title_and_question(nb, notebook.stem)
         pages.append(page)
@@ -329,4 +367,4 @@ def build(notebooks_dir: str | Path = "notebooks", out_dir: str | Path = "report
     index = out / "index.html"
     index.write_text(index_html(entries), encoding="utf-8")
     print(f"wrote {len(pages)} reports and {index}")
-    return [*pages, index]
+    return [*pages, index], failures

@@ -123,7 +123,7 @@ def test_report_is_self_contained_and_keys_never_reach_a_file(emulated_env, tmp_
     (tmp_path / "requests.json").write_text(json.dumps([vars(e) for e in emulated_env.requests]))
     cli.main(["doctor", "--call"])
 
-    written = report.build(notebooks, tmp_path / "reports")
+    written, failures = report.build(notebooks, tmp_path / "reports")
 
     html = (tmp_path / "reports" / "01_tiny.html").read_text()
     assert "data:image/png;base64," in html and "<table" in html
@@ -132,7 +132,7 @@ def test_report_is_self_contained_and_keys_never_reach_a_file(emulated_env, tmp_
     assert not re.search(r'<link[^>]+href="https?:', html)
     index = (tmp_path / "reports" / "index.html").read_text()
     assert 'href="01_tiny.html"' in index and "A tiny report" in index
-    assert len(written) == 2
+    assert len(written) == 2 and failures == []
 
     output = capsys.readouterr()
     for key in FAKE_KEYS.values():
@@ -140,3 +140,23 @@ def test_report_is_self_contained_and_keys_never_reach_a_file(emulated_env, tmp_
         for path in tmp_path.rglob("*"):
             if path.is_file():
                 assert key.encode() not in path.read_bytes(), f"{key[:8]}... leaked into {path}"
+
+
+def test_report_names_a_failed_notebook_and_cell_and_still_writes_the_index(tmp_path, capsys):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# Fine"), new_code_cell("1 + 1")], metadata=kernel),
+                   notebooks / "01_fine.ipynb")
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# Broken"), new_code_cell("x = 1"),
+                                       new_code_cell("from lab import simulations\n"
+                                                     "simulations.cached('never simulated', {'n': 1}, lambda n: n)")],
+                                metadata=kernel), notebooks / "02_broken.ipynb")
+
+    assert cli.main(["report", "--notebooks", str(notebooks), "--out", str(tmp_path / "reports")]) == 1
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "02_broken.ipynb, cell 3: MissingSimulation" in err[0] and "make notebooks" in err[0]
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert 'href="01_fine.html"' in index and "02_broken" not in index

@@ -379,17 +379,17 @@ async def _idle_connections(port: int, kinds: list[str], limit_s: float) -> list
 def test_idle_and_slowloris_connections_are_closed():
     kinds = [IDLE_KINDS[i % 4] for i in range(200)]
     with Emulator(INSTANT, keepalive_timeout_s=0.5, request_timeout_s=0.5) as emulator:
-        closed = asyncio.run(_idle_connections(emulator.port, kinds, limit_s=5.0))
+        closed = asyncio.run(_idle_connections(emulator.port, kinds, limit_s=20.0))  # a hang detector
         answered = emulator.wait_for_requests(50)
     still_open = sorted({kind for kind, done in zip(kinds, closed) if not done})
-    assert still_open == [], f"{closed.count(False)} of 200 connections still open after 5 s: {still_open}"
+    assert still_open == [], f"{closed.count(False)} of 200 connections still open after 20 s: {still_open}"
     assert len(answered) == 50 and {e.outcome for e in answered} == {"ok"}  # the keep-alive ones got answers
 
 
 def test_the_header_deadline_runs_from_a_request_first_byte():
     kinds = ["silent", "trickle", "partial"] * 4
     with Emulator(INSTANT, keepalive_timeout_s=60, request_timeout_s=0.3) as emulator:
-        closed = asyncio.run(_idle_connections(emulator.port, kinds, limit_s=2.0))
+        closed = asyncio.run(_idle_connections(emulator.port, kinds, limit_s=6.0))  # well inside the 60 s
     # a slow request is cut off although the keep-alive timeout is long; a silent connection is not
     assert [kind for kind, done in zip(kinds, closed) if done] == ["trickle", "partial"] * 4
 

@@ -161,7 +161,7 @@ def test_paid_targets_need_live_and_a_key(tmp_path):
 
 
 def test_two_collectors_of_one_run_never_both_collect(tmp_path):
-    args = ["collect", "variance", "--run", "twice", "--window", "w", "--n", "80", "--pause", "0.1",
+    args = ["collect", "variance", "--run", "twice", "--window", "w", "--n", "80", "--pause", "0.2",
             "--emulator", "fixed:ttft_ms=20,itl_ms=1,output_tokens=4"]
     env = {**os.environ, "LAB_RUNS_DIR": str(tmp_path)}
     first = subprocess.Popen([sys.executable, "-m", "lab.cli", *args], cwd=tmp_path, env=env,

@@ -144,7 +144,7 @@ def test_faults_become_records(provider, kind, fault, error_type, status):
 def test_timeout_becomes_record(provider, kind):
     completion, seen = fault_record(provider, kind, "timeout", timeout=0.5)
     assert completion.record.error_type == "timeout"
-    assert 450 <= completion.record.latency_ms < 5000
+    assert 500 <= completion.record.latency_ms < 20_000
     assert len(seen) == 1
 
 

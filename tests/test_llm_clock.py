@@ -33,30 +33,50 @@ def steady():
 
 
 FIRST_CALL = """
-import json, statistics
+import json, time
 from lab.emulator import Emulator, LatencyProfile
 with Emulator(profile=LatencyProfile.instant()) as emu:
     from lab import llm
-    latencies = [llm.complete("hi", max_tokens=8, provider={provider!r}, base_url=emu.url_for({provider!r}))
-                 .record.latency_ms for _ in range(21)]
-print(json.dumps(latencies))
+    calls = []
+    for _ in range(21):
+        started = time.perf_counter()
+        record = llm.complete("hi", max_tokens=8, provider={provider!r}, base_url=emu.url_for({provider!r})).record
+        calls.append((record.latency_ms, record.connect_ms, (time.perf_counter() - started) * 1e3))
+print(json.dumps(calls))
 """
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
 def test_first_call_of_a_process_is_not_charged_for_client_construction(provider):
-    # Building an SDK client and its lazy imports cost about 50 ms; none of it may fall in the window.
+    # The first call builds the SDK client and imports it lazily (tens of ms): the caller waits for that, but
+    # the window does not hold it. Beyond opening its connection, the first call's window grows less than the
+    # work done outside it. (The size of the excess is measured by benchmarks.clock.)
     out = subprocess.run([sys.executable, "-c", FIRST_CALL.format(provider=provider)], capture_output=True,
                          text=True, timeout=120, check=True).stdout
-    latencies = json.loads(out.strip().splitlines()[-1])
-    excess = latencies[0] - float(np.median(latencies[1:]))
-    assert excess < 25, f"first call {latencies[0]:.1f} ms, median of the next 20 {np.median(latencies[1:]):.1f} ms"
+    calls = json.loads(out.strip().splitlines()[-1])
+    (latency, connect, waited), rest = calls[0], calls[1:]
+    inside = latency - connect - float(np.median([c[0] for c in rest]))
+    outside = waited - latency
+    assert inside < outside, f"first call: {inside:.1f} ms more in the window, {outside:.1f} ms outside it"
 
 
 def test_the_clock_starts_when_the_request_is_handed_to_the_transport(steady):
     record = llm.complete(PROMPT, max_tokens=64, **on(steady, "anthropic")).record
-    arrived = steady.wait_for_requests(1)[-1].received_at
-    assert 0 <= arrived - record.started_at.timestamp() < 0.02
+    served = steady.wait_for_requests(1)[-1]
+    # The request reached the server inside the call's window, at least the planned 140 ms before its end.
+    # How close the start is to the send (tenths of a millisecond) is measured by benchmarks.clock.
+    assert 0 <= served.received_at - record.started_at.timestamp() <= (record.latency_ms - 140) / 1e3
+
+
+CONSUMER_S = 0.15
+"""The caller's own work on each of 20 chunks: 19 x 150 = 2,850 ms between the first and the last."""
+
+
+def assert_stamped_on_arrival(record) -> None:
+    """Chunks are stamped when their bytes arrive (about 5 ms apart), not when the caller reads them
+    (at least ``CONSUMER_S`` apart): the caller's own work would put 2,850 ms into the window."""
+    assert record.latency_ms < 19 * CONSUMER_S * 1e3
+    assert np.median(np.diff(record.chunk_offsets_ms)) < CONSUMER_S * 1e3
 
 
 class Slow(pydantic.BaseModel):
@@ -71,31 +91,34 @@ class Slow(pydantic.BaseModel):
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
 def test_json_validation_is_outside_the_clock(steady, provider):
+    started = time.perf_counter()
     answer = llm.complete_json(PROMPT, Slow, max_tokens=64, **on(steady, provider))
+    waited_ms = (time.perf_counter() - started) * 1e3
     assert answer.ok and answer.data.answer
-    assert answer.record.latency_ms < 700  # about 140 ms; a second of validation would show
+    # The caller waited for the call and then for its own 1 s of validation: the call's window leaves it out.
+    assert answer.record.latency_ms <= waited_ms - 1000
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
 def test_consumer_work_between_chunks_does_not_count(steady, provider):
     chunks = llm.stream(PROMPT, max_tokens=64, **on(steady, provider))
     for _ in chunks:
-        time.sleep(0.1)  # 20 chunks x 100 ms: 2 s of the caller's own work
+        time.sleep(CONSUMER_S)  # the caller's own work on each chunk
     record = chunks.record
     assert record.ok and record.output_tokens == 20
-    assert record.latency_ms < 700  # about 140 ms (5x margin); the caller's 2 s would show
-    assert record.max_gap_ms < 25  # chunks are stamped on arrival, 5 ms apart, not 100 ms apart when consumed
+    assert_stamped_on_arrival(record)
 
 
 def test_async_consumer_work_does_not_count(steady):
     async def main():
         chunks = llm.astream(PROMPT, max_tokens=64, **on(steady, "openai"))
         async for _ in chunks:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(CONSUMER_S)
         return chunks.record
 
     record = asyncio.run(main())
-    assert record.ok and record.latency_ms < 700 and record.max_gap_ms < 25
+    assert record.ok
+    assert_stamped_on_arrival(record)
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
@@ -116,7 +139,8 @@ def test_a_mid_stream_stall_shows_as_the_longest_gap():
         record = llm.drain(llm.stream(PROMPT, max_tokens=64, provider="anthropic", base_url=stub.url)).record
     assert record.ok and record.text == "abcde" and len(record.chunk_offsets_ms) == 5
     gaps = np.diff(record.chunk_offsets_ms)
-    assert record.max_gap_ms == pytest.approx(gaps[2], abs=0.011) and 250 < record.max_gap_ms < 1500
+    assert record.max_gap_ms == pytest.approx(gaps.max(), abs=0.011) and gaps.argmax() == 2
+    assert record.max_gap_ms >= 290  # never shorter than the silence
 
 
 def test_slow_streams_slow_every_gap():
@@ -136,8 +160,8 @@ def test_connect_time_is_recorded_cold_and_zero_when_the_connection_is_reused():
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_timeout_is_a_deadline_for_the_whole_call(stream):
-    # 40 tokens 100 ms apart: each read arrives well within 0.5 s, the whole answer takes 4 s.
-    with Emulator(profile=LatencyProfile.fixed(ttft_ms=10, itl_ms=100, output_tokens=40)) as emu:
+    # 40 tokens 300 ms apart: each read arrives well within 0.5 s, the whole answer takes 12 s.
+    with Emulator(profile=LatencyProfile.fixed(ttft_ms=10, itl_ms=300, output_tokens=40)) as emu:
         t0 = time.perf_counter()
         if stream:
             record = llm.drain(llm.stream(PROMPT, max_tokens=64, timeout=0.5, **on(emu, "anthropic"))).record
@@ -145,7 +169,9 @@ def test_timeout_is_a_deadline_for_the_whole_call(stream):
             record = llm.complete(PROMPT, max_tokens=64, timeout=0.5, **on(emu, "anthropic")).record
         waited = time.perf_counter() - t0
     assert record.status == "error" and record.error_type == "timeout"
-    assert 450 < record.latency_ms < 2500 and waited < 3.5
+    # One clock: the deadline starts at the send, as the latency does, so a timed-out call lasted the deadline.
+    assert record.latency_ms >= 500
+    assert waited < 6  # ended at its deadline, long before the answer would have
 
 
 def test_a_retry_keeps_why_earlier_attempts_failed():
@@ -170,5 +196,5 @@ def test_thinking_counts_as_the_first_token_but_not_as_the_first_text(provider):
         record = llm.drain(llm.stream(PROMPT, max_tokens=64, **on(emu, provider))).record
     assert record.ok and len(record.chunk_offsets_ms) == 11  # 6 thinking chunks, then 5 of text
     assert record.ttft_ms == record.chunk_offsets_ms[0] < record.first_text_ms == record.chunk_offsets_ms[6]
-    assert 45 < record.first_text_ms - record.ttft_ms < 200  # six tokens 10 ms apart
+    assert record.first_text_ms - record.ttft_ms >= 59  # six thinking tokens 10 ms apart, never early
     assert record.text and record.output_tokens == 11

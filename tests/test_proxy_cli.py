@@ -96,16 +96,16 @@ def start_proxy(tmp_path: Path, upstream: str, *extra: str) -> tuple[subprocess.
         [sys.executable, "-m", "lab.cli", "proxy", "--run", "served", "--port", str(port), "--anthropic-upstream",
          upstream, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "LAB_RUNS_DIR": str(tmp_path)})
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_lab/health", timeout=1).read()
-            return process, port
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"lab proxy did not start: {process.communicate()}")
+    guard = threading.Timer(120, process.kill)  # a hang detector: the proxy says when it is ready
+    guard.start()
+    try:
+        ready = process.stdout.readline()
+    finally:
+        guard.cancel()
+    if "lab proxy serving" not in ready:
+        process.kill()
+        raise AssertionError(f"lab proxy did not start: {ready!r} {process.communicate()}")
+    return process, port
 
 
 def stream_in_thread(port: int, first: threading.Event) -> dict:

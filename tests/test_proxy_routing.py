@@ -19,7 +19,7 @@ from lab.emulator import Emulator, FaultRule
 from lab.proxy import Proxy
 from lab.store import Run
 
-STALL = FaultRule("stall_first_token", params={"ms": 8000})
+STALL = FaultRule("stall_first_token", params={"ms": 60_000})
 
 
 def policy(tmp_path: Path, backup: str, route: str, api: str = "anthropic") -> Path:
@@ -67,12 +67,12 @@ def test_fallback_on_overload(tmp_path, backup, kind):
 
 def test_fallback_when_the_primary_hangs(tmp_path, backup):
     route = "[routes.fallback]\nupstream = 'backup'\ntimeout_s = 0.3"
-    with Emulator(PROFILE, faults=[FaultRule("timeout", params={"ms": 8000})]) as primary:
+    with Emulator(PROFILE, faults=[FaultRule("timeout", params={"ms": 60_000})]) as primary:
         with proxy_for(tmp_path, primary, backup, route) as proxy:
             began = time.perf_counter()
             answer = ask(clients(proxy, "anthropic"), "anthropic", "stream", "hang")
             elapsed = time.perf_counter() - began
-    assert answer and elapsed < 4  # the primary would hang 8 s
+    assert answer and elapsed < 30  # the primary would hang 60 s
     first, second = records(proxy.run.dir)
     assert first["error_type"] == "timeout" and "fallback" in first["error_message"]
     assert second["status"] == "ok"
@@ -87,7 +87,7 @@ def test_hedge_beats_a_stalled_primary(tmp_path, backup, kind):
             answer = ask(clients(proxy, "anthropic"), "anthropic", kind, "hedge me")
             elapsed = time.perf_counter() - began
         (logged,) = primary.wait_for_requests(1, timeout=10)
-    assert elapsed < 1.6  # the primary stalls 8 s
+    assert elapsed < 30  # the primary stalls 60 s
     assert answer == ask(clients(backup, "anthropic"), "anthropic", kind, "hedge me")
     first, second = records(proxy.run.dir)
     assert (first["status"], first["error_type"]) == ("error", "cancelled")
@@ -112,7 +112,7 @@ def test_hedge_on_latency_races_whole_answers(tmp_path, backup, on):
     if on == "ttft":  # the primary's first token came in time: it is the answer, however slow its end
         assert roles == ["primary"] and elapsed >= 2.4
     else:  # the first whole answer wins: the backup's, long before the primary's 2.4 s
-        assert roles == ["primary", "hedge"] and elapsed < 1.2
+        assert roles == ["primary", "hedge"] and exchanges(proxy.run.dir)[0]["delivered"] == 1
         assert answer == ask(clients(backup, "anthropic"), "anthropic", "stream", "slow stream")
 
 
@@ -126,10 +126,10 @@ def test_no_hedge_when_the_primary_is_in_time(tmp_path, backup):
 
 
 def test_learned_delay_hedges_sooner_than_its_initial_guess(tmp_path, backup):
-    # One emulator: requests for a model with "stall" in its name stall 8 s; the hedge asks for another model.
-    with Emulator(PROFILE, faults=[FaultRule("stall_first_token", models=["stall"], params={"ms": 8000})]) as emu:
+    # One emulator: requests for a model with "stall" in its name stall 60 s; the hedge asks for another model.
+    with Emulator(PROFILE, faults=[FaultRule("stall_first_token", models=["stall"], params={"ms": 60_000})]) as emu:
         route = ("[routes.hedge]\nupstream = 'anthropic'\nmodel = 'claude-haiku-4-5'\npercentile = 90\n"
-                 "window = 20\ninitial_s = 6\nbudget = {percent = 100, requests = 10}")
+                 "window = 20\ninitial_s = 40\nbudget = {percent = 100, requests = 10}")
         with proxy_for(tmp_path, emu, backup, route) as proxy:
             client = clients(proxy, "anthropic")
             for i in range(8):
@@ -139,7 +139,7 @@ def test_learned_delay_hedges_sooner_than_its_initial_guess(tmp_path, backup):
                                         messages=[{"role": "user", "content": "stall"}]) as stream:
                 assert "".join(stream.text_stream)
             elapsed = time.perf_counter() - began
-    assert elapsed < 1.2  # the initial delay alone is 6 s; the learned one is about the 20 ms first token
+    assert elapsed < 30  # the initial delay alone is 40 s; the learned one is about the 20 ms first token
     assert [c["role"] for c in exchanges(proxy.run.dir)[-1]["calls"]] == ["primary", "hedge"]
 
 

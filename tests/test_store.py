@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -194,6 +195,16 @@ def test_calls_are_replayed_from_a_compacted_run(tmp_path, emulator):
     assert again.record == first.record
 
 
+def wait_until_blocked_on(path, timeout: float = 60.0) -> None:
+    """Wait until a thread or process waits for a lock on ``path`` (Linux lists waiters in /proc/locks as
+    ``->``): an event to wait on, where a sleep would guess how long a busy machine takes to get there."""
+    inode = os.stat(path).st_ino
+    deadline = time.monotonic() + timeout
+    while not any("->" in line and f":{inode} " in line for line in Path("/proc/locks").read_text().splitlines()):
+        assert time.monotonic() < deadline, f"nothing came to wait on the lock of {path}"
+        time.sleep(0.005)
+
+
 def test_overlapping_compactions_and_an_append_lose_nothing(tmp_path, monkeypatch):
     run = Run("race", tmp_path)
     for i in range(3):
@@ -203,7 +214,7 @@ def test_overlapping_compactions_and_an_append_lose_nothing(tmp_path, monkeypatc
     fcntl.flock(first, fcntl.LOCK_EX)
     second = threading.Thread(target=run.compact, args=("events.jsonl",))
     second.start()  # ... so compaction B waits on the same file
-    time.sleep(0.2)
+    wait_until_blocked_on(plain)
     (run.dir / "events.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))  # A finishes its work
     plain.unlink()
     appenders = []
@@ -213,7 +224,7 @@ def test_overlapping_compactions_and_an_append_lose_nothing(tmp_path, monkeypatc
         if threading.current_thread() is second:
             appenders.append(threading.Thread(target=run.append_line, args=({"i": 4}, "events.jsonl")))
             appenders[-1].start()
-            time.sleep(0.1)
+            wait_until_blocked_on(plain)  # the appender waits for B's lock on the new plain file
         return replace(src, dst)
 
     monkeypatch.setattr(os, "replace", append_while_b_works)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lab import config
@@ -36,8 +37,12 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError(f"no notebooks in {folder}: pass --notebooks with a folder of .ipynb files")
     if args.in_place:
         report.refresh(folder)
-    else:
-        report.build(folder, args.out)
+        return 0
+    _, failures = report.build(folder, args.out)
+    if failures:
+        listed = "; ".join(failures)
+        print(f"lab: {len(failures)} notebook(s) not rendered: {listed}", file=sys.stderr)
+        return 1
     return 0
 
 

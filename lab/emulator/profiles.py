@@ -25,6 +25,10 @@ report's published figures in ``data/reference/experiment1_*.csv``:
   model) on the 15 residuals ``logit(F(x)) - logit(q)`` (log ratio for the pooled share).
   ``F`` is the mixture CDF, with ``E_B[P(S <= x - B)]`` by Gauss-Hermite quadrature over the
   body. Runs once per process (cached); the scipy import dominates its cost (about a second).
+* Precision. Every fitted parameter is rounded to :data:`FIT_DIGITS` significant digits where it is
+  fitted, so another machine's last-digit noise in the optimiser gives the same profiles and the same
+  printed numbers; :func:`fit_id` names the fit (its code version and a hash of the reference data)
+  where a cache key needs it, instead of the fitted floats.
 * Split. A non-streamed report cannot separate TTFT from generation time: TTFT is assumed to be
   ``TTFT_SHARE`` of the body median, the rest spread over the mean output tokens (90, the
   report's typical output). ``sigma_F`` is ``sigma`` minus the token-count spread in quadrature.
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import math
 import random
 from collections.abc import Mapping
@@ -49,6 +54,10 @@ TOKENS_CV = 0.04
 """Assumed coefficient of variation of the output token count (identical prompts; the report gives means only)."""
 OVER_MS = 3000.0
 """Threshold of the report's ``calls_over_3000ms`` aggregate."""
+FIT_DIGITS = 4
+"""Significant digits a fitted parameter keeps (the report's figures have four)."""
+FIT_VERSION = 2
+"""Bump when the fit's code changes what it returns: :func:`fit_id` changes with it."""
 
 
 @dataclass(frozen=True)
@@ -222,12 +231,29 @@ design reading it can. The profiles use the design reading (:data:`READING`); no
 READING = "design"
 
 
+REFERENCE_FILES = (REFERENCE_DIR / "experiment1_windows.csv", REFERENCE_DIR / "experiment1_aggregates.csv")
+"""The report's figures the profiles are fitted to."""
+
+
 @functools.cache
 def report_profiles(reading: str = READING) -> dict[str, LatencyProfile]:
     """The fitted ``haiku`` and ``sonnet`` profiles under a reading of :data:`READINGS` (computed once per
     process)."""
-    return fit_report_profiles(REFERENCE_DIR / "experiment1_windows.csv", REFERENCE_DIR / "experiment1_aggregates.csv",
-                               reading)
+    return fit_report_profiles(*REFERENCE_FILES, reading)
+
+
+@functools.cache
+def fit_id() -> str:
+    """What the fitted profiles are a function of, for a cache key: the fit's code version and a hash of the
+    reference figures (line endings normalised), e.g. ``report-fit-2-3f9a0c12b4d5``."""
+    digest = hashlib.sha256()
+    for path in REFERENCE_FILES:
+        digest.update(b"\n".join(path.read_bytes().splitlines()) + b"\0")
+    return f"report-fit-{FIT_VERSION}-{digest.hexdigest()[:12]}"
+
+
+def _rounded(value: float, digits: int = FIT_DIGITS) -> float:
+    return float(f"{value:.{digits}g}")
 
 
 @dataclass(frozen=True)
@@ -306,14 +332,14 @@ def fit_report_profiles(windows_csv: Path, aggregates_csv: Path, reading: str = 
     return {
         model: LatencyProfile(
             name=model,
-            ttft_ms=TTFT_SHARE * m,
-            itl_ms=(1 - TTFT_SHARE) * m / tokens,
+            ttft_ms=_rounded(TTFT_SHARE * m),
+            itl_ms=_rounded((1 - TTFT_SHARE) * m / tokens),
             output_tokens=tokens,
-            tokens_sd=TOKENS_CV * tokens,
-            sigma=math.sqrt(max(sigma**2 - token_log_sd**2, 0.0)),
-            stall_prob=p,
-            stall_median_ms=s,
-            stall_sigma=sigma_s,
+            tokens_sd=_rounded(TOKENS_CV * tokens),
+            sigma=_rounded(math.sqrt(max(sigma**2 - token_log_sd**2, 0.0))),
+            stall_prob=_rounded(p),
+            stall_median_ms=_rounded(s),
+            stall_sigma=_rounded(sigma_s),
         )
         for model, (m, sigma, p, s, sigma_s) in fitted.items()
     }

@@ -110,16 +110,30 @@ class RequestLogEntry:
 
 
 class RequestLog:
-    """Thread-safe list of :class:`RequestLogEntry`, appended when a request finishes."""
+    """Thread-safe list of :class:`RequestLogEntry`, appended when a request finishes, and the count of
+    requests begun and not yet finished."""
 
     def __init__(self) -> None:
         self._entries: list[RequestLogEntry] = []
+        self._in_flight = 0
         self._changed = threading.Condition()
 
+    def begin(self) -> None:
+        with self._changed:
+            self._in_flight += 1
+            self._changed.notify_all()
+
     def append(self, entry: RequestLogEntry) -> None:
+        """A request finished (begun with :meth:`begin`)."""
         with self._changed:
             self._entries.append(entry)
+            self._in_flight -= 1
             self._changed.notify_all()
+
+    def wait_in_flight(self, count: int, timeout: float) -> bool:
+        """Wait until at least ``count`` requests are being answered (or ``timeout`` passes)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._in_flight >= count, timeout)
 
     def snapshot(self) -> list[RequestLogEntry]:
         with self._changed:
@@ -413,6 +427,7 @@ class EmulatorServer:
             auth_present="x-api-key" in request.headers or "authorization" in request.headers,
         )
         self.metrics.in_flight += 1
+        self.log.begin()
         try:
             plan = await self._plan(wire, request, entry, token)
             entry.http_status, entry.planned_delay_ms = plan.status, plan.delay_ms
@@ -672,9 +687,14 @@ class Emulator:
     def reset_log(self) -> None:
         self.server.log.clear()
 
-    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RequestLogEntry]:
+    def wait_for_requests(self, count: int, timeout: float = 30.0) -> list[RequestLogEntry]:
         """The log once it holds ``count`` entries (a request is logged when the server is done with it)."""
         return self.server.log.wait_for(count, timeout)
+
+    def wait_in_flight(self, count: int = 1, timeout: float = 30.0) -> bool:
+        """True once ``count`` requests are being answered at once (False if ``timeout`` passes first): a test
+        waits on this event instead of sleeping until a request has arrived."""
+        return self.server.log.wait_in_flight(count, timeout)
 
     def restart_clock(self, at: float | None = None) -> None:
         """Count fault windows from ``at`` (a ``time.perf_counter()`` value; default: now)."""

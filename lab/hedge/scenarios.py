@@ -50,6 +50,8 @@ from lab.store import MissingRecord, Run
 from lab.variance import PROMPT
 
 EXPERIMENT = "hedging"
+VERSION = 1
+"""Bump when a scenario's definition changes: simulations of the scenarios are cached under it."""
 OUTCOMES = "outcomes.jsonl"
 POLICIES = ("primary", "backup", "fallback", "hedge", "hedge_ttft")
 HISTORY = "history"

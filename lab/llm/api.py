@@ -87,6 +87,7 @@ class _Call:
         ``on_content`` is called at the first content chunk); returns the final record."""
         client = await self.client()
         loop = asyncio.get_running_loop()
+        # The deadline runs from the first attempt's send, as the latency does (until then, from now).
         deadline = loop.time() + self.timeout
         self._started_at, fallback_ns = datetime.now(UTC), time.perf_counter_ns()
         try:
@@ -96,7 +97,13 @@ class _Call:
                 failure = None
                 token = ATTEMPT.set(attempt.clock)
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(deadline) as scope:
+                        if self.attempts == 1:
+                            def start_deadline(scope: asyncio.Timeout = scope) -> None:
+                                nonlocal deadline
+                                deadline = loop.time() + self.timeout
+                                scope.reschedule(deadline)
+                            attempt.clock.on_send = start_deadline
                         if deliver is None:
                             sent = await self.adapter.create(client, self.params)
                         else:

@@ -15,7 +15,7 @@ connection) and is recorded separately as ``connect_ms``.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -32,22 +32,26 @@ class Clock:
 
     ``sent_ns``: the request was handed to the transport (``started_at`` is the wall-clock
     time of that moment); ``last_byte_ns``: the latest response bytes arrived;
-    ``done_ns``: the body ended; ``connect_ns``: spent opening connections.
+    ``done_ns``: the body ended; ``connect_ns``: spent opening connections. ``on_send``, if set,
+    is called at the send: a call's deadline starts there, on the same clock as its latency.
     """
 
-    __slots__ = ("sent_ns", "started_at", "last_byte_ns", "done_ns", "connect_ns", "_phase_ns")
+    __slots__ = ("sent_ns", "started_at", "last_byte_ns", "done_ns", "connect_ns", "on_send", "_phase_ns")
 
-    def __init__(self) -> None:
+    def __init__(self, on_send: Callable[[], None] | None = None) -> None:
         self.sent_ns: int | None = None
         self.started_at: datetime | None = None
         self.last_byte_ns: int | None = None
         self.done_ns: int | None = None
         self.connect_ns = 0
+        self.on_send = on_send
         self._phase_ns = 0
 
     def send(self) -> None:
         self.started_at = datetime.now(UTC)
         self.sent_ns = time.perf_counter_ns()
+        if self.on_send is not None:
+            self.on_send()
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
         """httpcore's ``trace`` extension: adds up connection set-up phases."""
