@@ -15,11 +15,13 @@ and the command that fills the cache (``make notebooks``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,6 +89,18 @@ def cached(name: str, params: Mapping[str, Any], compute: Callable[..., Any], *,
     run.append_line({"key": digest, "name": name, "version": version, "params": canonical(params),
                      "result": _encode(result)}, RESULTS)
     return result
+
+
+def cache_state(folder: Path | str | None = None) -> tuple[int, int] | None:
+    """The size and modification time of the cache a notebook in ``folder`` reads (None when there is none):
+    it changes when something was simulated."""
+    with contextlib.chdir(folder) if folder else contextlib.nullcontext():
+        path = Run(RUN_ID).dir / RESULTS  # the runs folder is found from the working folder, as a kernel finds it
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _describe(params: Mapping[str, Any], width: int = 160) -> str:
