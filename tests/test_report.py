@@ -161,9 +161,9 @@ def test_a_page_opens_with_question_data_and_findings_hides_code_and_loads_nothi
     nbformat.write(new_notebook(cells=[new_markdown_cell("# Bare\n\nNo data here."), new_code_cell("1 + 1")],
                                 metadata=KERNEL), notebooks / "02_bare.ipynb")
 
-    written = report.build(notebooks, tmp_path / "reports")
+    written, failures = report.build(notebooks, tmp_path / "reports")
 
-    assert [p.name for p in written] == ["01_study.html", "02_bare.html", "index.html"]
+    assert [p.name for p in written] == ["01_study.html", "02_bare.html", "index.html"] and not failures
     text = (tmp_path / "reports" / "01_study.html").read_text()
     page = Page(text)
     # Reading order: title and question, the data box, the findings (even the one computed last), the rest.
