@@ -65,6 +65,7 @@ def test_tally_counts_misses_by_side_and_one_sided_intervals_by_their_bound():
     assert frame.loc["lower", "below"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("n", "p"), [(50, 0.5), (50, 0.95), (250, 0.99)])
 def test_order_statistic_coverage_agrees_with_simulating_quantile_interval(n, p):
     exact = cv.order_statistic_coverage(n, p)

@@ -376,6 +376,7 @@ async def _idle_connections(port: int, kinds: list[str], limit_s: float) -> list
     return list(closed)
 
 
+@pytest.mark.slow
 def test_idle_and_slowloris_connections_are_closed():
     kinds = [IDLE_KINDS[i % 4] for i in range(200)]
     with Emulator(INSTANT, keepalive_timeout_s=0.5, request_timeout_s=0.5) as emulator:
@@ -386,6 +387,7 @@ def test_idle_and_slowloris_connections_are_closed():
     assert len(answered) == 50 and {e.outcome for e in answered} == {"ok"}  # the keep-alive ones got answers
 
 
+@pytest.mark.slow
 def test_the_header_deadline_runs_from_a_request_first_byte():
     kinds = ["silent", "trickle", "partial"] * 4
     with Emulator(INSTANT, keepalive_timeout_s=60, request_timeout_s=0.3) as emulator:

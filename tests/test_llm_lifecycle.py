@@ -85,6 +85,7 @@ sys.exit(main(["collect", "hedging", "--run", "fd-check", "--scenario", "healthy
 """
 
 
+@pytest.mark.slow
 def test_a_hedging_collection_runs_within_128_open_files(tmp_path):
     # Six arms, each with its own event loop and up to 30 connections per provider: clients left open
     # by earlier arms would exhaust the limit.

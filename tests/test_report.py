@@ -113,6 +113,7 @@ def runs(tmp_path, monkeypatch):
     return root
 
 
+@pytest.mark.slow
 def test_strict_nbval_passes_on_a_notebook_with_a_banner(runs, tmp_path):
     folder = tmp_path / "nb"
     folder.mkdir()

@@ -76,6 +76,7 @@ def test_the_terminal_command_reviews_a_file(emulator):
     assert "(synthetic)" in done.stdout and "sk-test" not in done.stdout
 
 
+@pytest.mark.slow
 def test_collection_resumes_and_replays(tmp_path):
     env = {**os.environ, "LAB_RUNS_DIR": str(tmp_path)}
     command = [sys.executable, "-m", "lab.cli", "collect", "review", "--run", "rv", "--provider", "openai",

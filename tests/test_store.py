@@ -90,6 +90,7 @@ def collect_cmd(run_id: str, n: int = 20) -> list[str]:
             "--pause", "0.02", "--stream"]
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume_gives_exactly_the_planned_records(tmp_path):
     env = {**os.environ, "LAB_RUNS_DIR": str(tmp_path)}
     calls = tmp_path / "killed" / "calls.jsonl"
@@ -122,6 +123,7 @@ def test_sigkill_at_any_moment_then_resume_gives_exactly_the_planned_records(tmp
     assert len(keys) == len(set(keys)) == 160
 
 
+@pytest.mark.slow
 def test_a_torn_last_line_is_reported_and_its_call_collected_again(tmp_path):
     env = {**os.environ, "LAB_RUNS_DIR": str(tmp_path)}
     subprocess.run(collect_cmd("torn", n=3), env=env, check=True, capture_output=True, timeout=300)

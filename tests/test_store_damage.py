@@ -68,6 +68,7 @@ def test_a_truncated_gzip_part_yields_every_record_before_the_damage(demo, cut):
     assert len(damage) == 1 and f"outcomes.jsonl.gz:{intact + 1}: truncated" in str(damage[0])
 
 
+@pytest.mark.slow
 def test_a_flipped_byte_reads_every_record_before_it_and_warns_once(demo):
     run, data, original = demo
     for position in random.Random(11).sample(range(100, len(data) - 8), 6):
@@ -388,6 +389,7 @@ def test_reading_works_in_a_folder_without_write_permission(tmp_path):
         run.dir.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_reading_works_on_a_read_only_mount(tmp_path):
     a_run_to_read(tmp_path)
     out = in_namespace('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && "$2" -c "$3" "$1" EROFS',

@@ -209,6 +209,7 @@ def test_check_mistakes_are_one_line_and_exit_2(runs, capsys, argv, message):
     assert err.startswith(message.format(runs=runs))
 
 
+@pytest.mark.slow
 def test_the_committed_runs_list_and_check_on_a_read_only_mount(committed):
     from tests.test_store_damage import in_namespace
 
