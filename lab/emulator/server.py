@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import signal
 import threading
 import time
 import uuid
@@ -764,13 +765,19 @@ def serve(
     request_timeout_s: float = REQUEST_TIMEOUT_S,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> None:
-    """Run the emulator until interrupted, printing one line with its base URL once ready.
-    ``profile`` is a name or spec string; an unknown one raises ``ValueError`` before anything starts."""
+    """Run the emulator until interrupted (Ctrl-C) or told to stop (SIGTERM), printing one line with its base
+    URL once ready. ``profile`` is a name or spec string; an unknown one raises ``ValueError`` before anything
+    starts."""
+    stop = threading.Event()
     with Emulator(profile, seed=seed, host=host, port=port, faults=faults, keepalive_timeout_s=keepalive_timeout_s,
                   request_timeout_s=request_timeout_s, max_body_bytes=max_body_bytes) as emulator:
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         print(f"lab emulator serving {emulator.base_url} (profile {profile}, seed {seed})", flush=True)
         try:
             with frozen_heap():  # full collections stay short: no 100 ms pause in what the clients measure
-                threading.Event().wait()
+                while not stop.wait(1.0):  # woken by SIGTERM (or Ctrl-C) within a second
+                    pass
         except KeyboardInterrupt:
             pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
