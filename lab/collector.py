@@ -63,18 +63,19 @@ def complete(run: Run, session: Session) -> bool:
     return False
 
 
-def collect(run: Run, sessions: Sequence[Session], *, command: str, wait: bool = False, progress: bool = True,
-            context: Callable[[Session], AbstractContextManager[Any]] | None = None) -> int:
-    """Collect what ``run`` lacks of ``sessions``, holding the run as its only collector throughout
-    (``wait``: wait for another collector to finish instead of refusing); ``context(session)`` is
-    entered around each session collected (e.g. to start its emulators). Returns the units made.
-    A run that holds everything is only read."""
-    todo = [session for session in sessions if not complete(run, session)]
+def collect(run: Run, plan: Callable[[], Sequence[Session]], *, command: str, wait: bool = False,
+            progress: bool = True, context: Callable[[Session], AbstractContextManager[Any]] | None = None) -> int:
+    """Collect what ``run`` lacks of the sessions ``plan()`` returns, holding the run as its only collector
+    throughout (``wait``: wait for another collector to finish instead of refusing). The sessions are
+    planned again once the lock is held, from what the run holds then: a collector that waited never
+    makes a call the other one made. ``context(session)`` is entered around each session collected (e.g. to
+    start its emulators). Returns the units made. A run that holds everything is only read."""
+    if all(complete(run, session) for session in plan()):
+        return 0
     made = 0
-    if not todo:
-        return made
     with run.collector(command, wait=wait), frozen_heap():
-        for session in todo:
+        run.reload()
+        for session in [s for s in plan() if not complete(run, s)]:
             with context(session) if context else contextlib.nullcontext():
                 made += _collect_one(run, session, progress)
     return made

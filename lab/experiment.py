@@ -502,8 +502,9 @@ def collect(run: Run, experiment: Experiment, *, window: str | None = None, emul
     """Collect what ``run`` lacks of ``experiment``; with ``emulator`` (a latency profile) against
     in-process emulators. Returns the calls made (serial) or the schedules run (open loop).
     Provider failures are recorded, never raised."""
-    planned = plan_sessions(run, experiment, window=window, emulated=emulator is not None, live=live,
-                            command=command, progress=progress)
+    def planned() -> list[collector.Session]:
+        return plan_sessions(run, experiment, window=window, emulated=emulator is not None, live=live,
+                             command=command, progress=progress)
 
     @contextlib.contextmanager
     def endpoints_for(session: collector.Session) -> Iterator[None]:

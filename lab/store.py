@@ -303,6 +303,11 @@ class Run:
 
     # -- call records -----------------------------------------------------------------------
 
+    def reload(self) -> None:
+        """Forget what was read of the run's records: the next look reads them again (another collector may
+        have appended since)."""
+        self._index = None
+
     @property
     def index(self) -> dict[str, CallRecord]:
         """Every readable record by key (see :func:`index_of`), read once."""

@@ -110,7 +110,7 @@ def _review(args: argparse.Namespace) -> int:
             session.extra["called"]["endpoint"] = emu.url_for(who.provider)
             yield
 
-    made = collector.collect(run, [session], command=_argv(args), wait=args.wait, context=endpoint)
+    made = collector.collect(run, lambda: [session], command=_argv(args), wait=args.wait, context=endpoint)
     print(f"{made} reviews made, {design.n - made} already recorded; run in {run.dir}")
     return 0
 
