@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from lab import endpoints, lines
-from lab.redact import redact
+from lab.redact import redact, scrub
 from lab.lines import SKIPPED, DamagedLine, Where  # DamagedLine: callers import it from here
 from lab.records import CallRecord, records_frame, typed_frame
 
@@ -164,10 +164,10 @@ class Run:
             yield
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
-        """Replace the manifest atomically."""
+        """Replace the manifest atomically, every credential in it masked (:func:`lab.redact.scrub`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        tmp.write_text(json.dumps(scrub(manifest), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         os.replace(tmp, self.manifest_path)
 
     def begin_session(self, experiment: str, design: Mapping[str, Any], session: Mapping[str, Any],
@@ -181,12 +181,13 @@ class Run:
 
         with self.locked():
             manifest = self.manifest if self.exists else {
-                "run_id": self.id, "experiment": experiment, "design": dict(design), "started_at": now(),
+                "run_id": self.id, "experiment": experiment, "design": scrub(dict(design)), "started_at": now(),
                 "sessions": [],
             }
-            if manifest.get("design") != dict(design):
+            design = scrub(dict(design))  # as the manifest keeps it
+            if manifest.get("design") != design:
                 raise ConfigurationError(f"run {self.id!r} was collected with {manifest.get('design')}; "
-                                         f"this command asks for {dict(design)}: use a new --run")
+                                         f"this command asks for {design}: use a new --run")
             sessions = manifest.get("sessions", [])
             same = [e for e in sessions if all(e.get(f) == session[f] for f in identity)]
             entry = {**session, "started_at": same[0]["started_at"] if same else now(), "ended_at": None,

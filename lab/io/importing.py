@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from lab.io import columns as cols
 from lab.io.formats import detect, module
+from lab.redact import redact
 from lab.store import Run, now, versions
 
 
@@ -172,12 +173,23 @@ def _batches(path: Path, name: str, fmt: ModuleType, mapping: Mapping[str, str] 
             "run_id": table["run_id"] if run_id is None else cols.constant(run_id, rows),
             "synthetic": cols.constant(synthetic, rows),
         }
+        fill |= {column: _redacted(fill.get(column, table[column])) for column in ("endpoint", "error_message")}
         for column, values in fill.items():
             table = table.set_column(table.schema.get_field_index(column), column,
                                      pa.chunked_array([values]).cast(cols.SCHEMA.field(column).type))
         sample += rows
         tally.add(table)
         yield table
+
+
+def _redacted(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A text column with every credential masked (:func:`lab.redact.redact`), each distinct value once."""
+    values = pa.chunked_array([values]) if isinstance(values, pa.Array) else values
+    distinct = pc.unique(values).drop_null()
+    if len(distinct) == 0:
+        return values.combine_chunks()
+    masked = pa.array([redact(v) for v in distinct.to_pylist()], pa.string())
+    return pc.take(masked, pc.index_in(values, value_set=distinct)).combine_chunks()
 
 
 def _fingerprint(path: Path) -> tuple[int, str]:

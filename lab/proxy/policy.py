@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 from lab.config import DEFAULT_ENDPOINTS, PROVIDERS
 from lab.proxy.wire import ANTHROPIC, FORMATS, OPENAI
-from lab.redact import clean_url
+from lab.redact import clean_url, remember_url
 
 DEFAULT_URLS = {api: str(DEFAULT_ENDPOINTS[api]) for api in FORMATS}
 DEFAULT_TIMEOUT_S = 600.0
@@ -204,6 +204,7 @@ def check_url(url: str, what: str = "upstream URL") -> str:
         valid = False
     if not valid or any(c.isspace() for c in url):
         raise PolicyError(f"{what} {clean_url(url)!r} is not an http:// or https:// URL with a host")
+    remember_url(url)  # its credentials are masked wherever they would show
     return url.rstrip("/")
 
 

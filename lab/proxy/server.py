@@ -41,7 +41,7 @@ from lab.proxy.forward import Attempt, Failure
 from lab.proxy.policy import DEFAULT_TIMEOUT_S, DEFAULT_URLS, Policy, PolicyError, default_policy, load
 from lab.proxy.record import Recorder
 from lab.proxy.wire import ANTHROPIC, CHAT_PATHS, OPENAI, REQUEST_ID_HEADER
-from lab.redact import clean_url, redact
+from lab.redact import clean_url, guard_logging, redact
 from lab.store import Run
 from lab.timing import frozen_heap, short_thread_switches
 
@@ -348,6 +348,7 @@ class Proxy:
         return {**self.policy.describe(), "timeout_s": self.timeout_s}
 
     async def _start(self) -> None:
+        guard_logging()  # the web server's own error log prints request lines, which may carry a caller's key
         self.server = ProxyServer(self.policy, self.recorder, keep_text=self.record_text)
         await self.server.start()
         self._runner = web.AppRunner(self.server.application(), access_log=None, handler_cancellation=True,
