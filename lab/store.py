@@ -285,6 +285,14 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         lines.append(self.dir / name, entry)
 
+    def append_now(self, entry: Mapping[str, Any], name: str = "calls.jsonl") -> None:
+        """Append one JSON line before returning, even inside :meth:`batched` (where the writer thread syncs
+        it soon after): what was answered is on disk before the answer completes."""
+        if self._writer is not None:
+            self._writer.write_now(name, entry)
+            return
+        self.append_line(entry, name)
+
     @contextlib.contextmanager
     def batched(self) -> Iterator[None]:
         """Appends made inside the block go to a writer thread that writes what has queued up in one

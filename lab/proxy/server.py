@@ -184,9 +184,18 @@ class ProxyServer:
         chosen = attempts.index(exchange.chosen) if exchange.chosen in attempts else None
         self.recorder.exchange(exchange, delivered=delivered, chosen=chosen, caller_status=status)
 
+    def _keep(self, exchange: Exchange, attempt: Attempt) -> None:
+        """Write the delivered attempt's record before its answer to the caller completes."""
+        if self.recorder is not None:
+            self.recorder.delivered(exchange, attempt)
+
     async def _relay(self, request: web.Request, exchange: Exchange, attempt: Attempt
                      ) -> tuple[web.StreamResponse, int]:
-        """Give the caller the delivered attempt; returns the response and the status sent."""
+        """Give the caller the delivered attempt; returns the response and the status sent. An answer sent
+        whole (not streamed) is recorded before it is sent; a stream, before its end is."""
+        if not exchange.ask.stream or attempt.failure is not None and not attempt.failure.relayed:
+            await attempt.finished.wait()
+            self._keep(exchange, attempt)
         caller, failure = exchange.api, attempt.failure
         if failure is not None and not failure.relayed:
             if attempt.error_reply is not None and attempt.status is not None:
@@ -213,6 +222,7 @@ class ProxyServer:
             await response.prepare(request)
             await attempt.attach(response.write)
             await attempt.finished.wait()
+            self._keep(exchange, attempt)
             failure: Failure | None = attempt.failure
             if failure is None or failure.relayed:
                 await response.write_eof()
