@@ -47,6 +47,7 @@ class Session:
     pause_s: float = 0.0
     label: str = ""
     unit_name: str = "call"
+    report_units: bool = False  # print each unit's summary line (a whole schedule's), not only show it in the bar
     extra: dict[str, Any] = field(default_factory=dict)  # what its collection needs besides the units
 
     def missing(self, run: Run) -> list[Unit]:
@@ -87,7 +88,10 @@ def _collect_one(run: Run, session: Session, progress: bool) -> int:
     with tqdm(total=len(session.units), initial=len(session.units) - len(pending), unit=session.unit_name,
               desc=session.label or None, disable=not progress) as bar:
         for i, unit in enumerate(pending):
-            bar.set_postfix_str(unit.collect(), refresh=False)
+            summary = unit.collect()
+            bar.set_postfix_str(summary, refresh=False)
+            if session.report_units:
+                tqdm.write(f"{session.label}: {summary}")
             bar.update(1)
             if session.pause_s and i < len(pending) - 1:
                 time.sleep(session.pause_s)

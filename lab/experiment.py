@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lab import collector, config, endpoints, llm, openloop, prices
+from lab import collector, config, endpoints, jsontext, llm, openloop, prices
 from lab.recorder import Recorder
 from lab.records import CallRecord, records_frame
 from lab.store import CallKey, MissingRecord, Run
@@ -241,7 +241,7 @@ def _prompt_items(path: Path, spec: Any) -> list[dict[str, Any]]:
         for number, line in enumerate(lines, 1):
             if line.strip():
                 try:
-                    items.append(json.loads(line))
+                    items.append(jsontext.loads(line))
                 except json.JSONDecodeError as exc:
                     raise ExperimentError(f"{source}:{number}: not a JSON object ({exc.msg})") from None
     elif isinstance(spec, dict) and "items" in spec:
@@ -420,16 +420,20 @@ class _Schedule:
             assert record is not None
             return record
 
+        in_process = any(endpoints.is_emulator(url) for url in self.endpoints.keyed.values())
+        limit, capped = openloop.concurrency(d.max_concurrency, per_call=2 if in_process else 1)
+
         async def main() -> list[CallRecord]:
             async with llm.session():
                 for target in self.experiment.targets:
                     await llm.prepare(**_options(target, self.endpoints.called[target.name]))
-                return await openloop.drive([c.offset_s for c in self.calls], send, max_concurrency=d.max_concurrency,
+                return await openloop.drive([c.offset_s for c in self.calls], send, max_concurrency=limit,
                                            early_s=openloop.EARLY_S)
 
         with self.recorder.run.batched(), bar:
             records = openloop.run(main())
-        return f"{len(records)} sent, {sum(not r.ok for r in records)} errors" + openloop.lateness_warning(records)
+        return (f"{len(records)} sent, {sum(not r.ok for r in records)} errors" + capped
+                + openloop.lateness_warning(records, capped=bool(capped)))
 
 
 def sessions(run: Run, experiment: Experiment, window: str | None) -> list[Slot]:
@@ -472,6 +476,7 @@ def plan_sessions(run: Run, experiment: Experiment, *, window: str | None = None
             experiment.name, experiment.describe(), entry, ("window", "rate_per_s"), units,
             pause_s=experiment.design.pause_s, label=slot.label or experiment.name,
             unit_name="call" if experiment.design.mode == "serial" else "schedule",
+            report_units=experiment.design.mode != "serial",
             extra={"endpoints": where, "slot": slot}))
     return found
 

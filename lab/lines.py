@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lab import jsontext
+
 CHUNK = 1 << 16
 SKIPPED = "skipped, what it held counts as not collected"
 
@@ -97,7 +99,7 @@ def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if not raw.endswith(b"\n"):
         return None, "incomplete (no line end: its write was cut short)"
     try:
-        entry = json.loads(raw)
+        entry = jsontext.loads(raw, jsontext.MAX_DEPTH)
     except ValueError as exc:
         return None, f"unreadable ({type(exc).__name__}: {exc})"
     if not isinstance(entry, dict):

@@ -14,6 +14,7 @@ import base64
 import binascii
 import logging
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -153,6 +154,8 @@ def guard_logging() -> None:
 
     def scrubbed(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make(*args, **kwargs)
+        if sys.meta_path is None:  # the interpreter is shutting down: nothing can be imported, the record can go
+            return record
         try:
             record.msg, record.args = redact(record.getMessage()), ()
         except Exception:  # a record whose message cannot be formatted: say so, never its arguments

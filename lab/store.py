@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab import endpoints, lines
+from lab import endpoints, jsontext, lines
 from lab.redact import redact, scrub
 from lab.lines import SKIPPED, DamagedLine, Where  # DamagedLine: callers import it from here
 from lab.records import CallRecord, records_frame, typed_frame
@@ -142,7 +142,7 @@ class Run:
             raise MissingRecord(f"run {self.id!r} does not exist: no {self.manifest_path}")
         raw = self.manifest_path.read_bytes()
         try:
-            manifest = json.loads(raw)
+            manifest = jsontext.loads(raw, jsontext.MAX_DEPTH)
         except json.JSONDecodeError as exc:
             problem = "is empty" if not raw.strip() else (
                 f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
@@ -371,12 +371,20 @@ def _manifest_problem(manifest: Any) -> str | None:
     sessions = manifest.get("sessions", [])
     if not isinstance(sessions, list) or not all(isinstance(e, dict) for e in sessions):
         return "is damaged: its sessions are not a list of objects"
+    targets = manifest.get("design", {}).get("targets")
+    if isinstance(targets, list):  # an experiment's run: each session says where it sent each target's calls
+        names = {t.get("name") for t in targets if isinstance(t, dict)}
+        for i, entry in enumerate(sessions, 1):
+            where = entry.get("endpoints")
+            if not isinstance(where, dict) or not names <= where.keys() or not all(
+                    isinstance(where[n], str) for n in names):
+                return f"is damaged: session {i} ({entry.get('window')!r}) does not say each target's endpoint"
     return None
 
 
 def _holder(raw: bytes) -> dict[str, Any] | None:
     try:
-        holder = json.loads(raw)
+        holder = jsontext.loads(raw)
     except ValueError:
         return None
     return holder if isinstance(holder, dict) else None

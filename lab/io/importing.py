@@ -177,9 +177,41 @@ def _batches(path: Path, name: str, fmt: ModuleType, mapping: Mapping[str, str] 
         for column, values in fill.items():
             table = table.set_column(table.schema.get_field_index(column), column,
                                      pa.chunked_array([values]).cast(cols.SCHEMA.field(column).type))
+        table = _checked(table, path, sample)
         sample += rows
         tally.add(table)
         yield table
+
+
+TIMES = ("latency_ms", "ttft_ms", "first_text_ms", "tpot_ms", "max_gap_ms", "connect_ms")
+"""Durations a record holds: finite and at least 0 when known (NaN from a source means unknown)."""
+COUNTS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
+
+
+def _checked(table: pa.Table, path: Path, first_row: int) -> pa.Table:
+    """The batch with NaN times as unknown (null); a negative or infinite time, token count or cost refused
+    with the row and the column, as a file read in the wrong unit or by the wrong importer would show."""
+    for name in (*TIMES, *COUNTS, "chunk_offsets_ms"):
+        values = table[name]
+        flat = pc.list_flatten(values) if name == "chunk_offsets_ms" else values
+        if pa.types.is_floating(flat.type):
+            bad = pc.or_(pc.is_inf(flat), pc.less(flat, 0))
+        else:
+            bad = pc.less(flat, 0)
+        if pc.any(bad).as_py():
+            if name == "chunk_offsets_ms":  # the first row with a bad offset
+                row = next(i for i, v in enumerate(values.to_pylist()) if v and any(
+                    x is not None and (x < 0 or x == float("inf")) for x in v))
+            else:
+                row = int(pc.index(bad, True).as_py())
+            value = values[row].as_py()
+            raise ValueError(f"{path}: record {first_row + row + 1} has {name} = {value!r}: times, token counts and "
+                             "costs must be finite and at least 0 (check the column and its unit with --map, or "
+                             "--format)")
+        if name in TIMES and pa.types.is_floating(values.type) and pc.any(pc.is_nan(values)).as_py():
+            table = table.set_column(table.schema.get_field_index(name), name,
+                                     pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values))
+    return table
 
 
 def _redacted(values: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -19,7 +19,6 @@ the same bytes, uncompressed, over loopback).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import urllib.request
 import weakref
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from lab import jsontext
 from lab.proxy import translate, wire
 from lab.proxy.policy import Target
 from lab.proxy.wire import ANTHROPIC, Ask
@@ -308,7 +308,7 @@ class Attempt:
             raise wire.Garbage(f"expected JSON, got content-type {kind[:60] or 'none'!r}")
         raw = await self._whole(response, decoder)
         try:
-            data = json.loads(raw)
+            data = jsontext.loads(raw)
         except (ValueError, RecursionError):
             raise wire.Garbage("the reply is not valid JSON") from None
         text = self._reader.body(data)
