@@ -17,6 +17,7 @@ from lab import config
 from lab.cli import analyze, collect, imports, proxy, runs, tools
 from lab.cli.common import Parser, UsageError
 from lab.redact import guard_logging, redact
+from lab.report import NotebookFailed
 from lab.store import MissingRecord, RunBusy
 
 GROUPS = (tools, collect, runs, imports, analyze, proxy)
@@ -67,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lab: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except NotebookFailed as exc:  # what the lab wrote failed: not the user's doing
+        if args.debug:
+            traceback.print_exc()
+        print(f"lab: {' '.join(redact(str(exc)).split())} (a fault of the lab's: run again with --debug to see "
+              "where, and report it)", file=sys.stderr)
+        return 1
     except (config.ConfigurationError, UsageError, MissingRecord, RunBusy, OSError, ValueError) as exc:
         if args.debug:
             traceback.print_exc()

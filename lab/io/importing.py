@@ -101,6 +101,11 @@ def import_run(path: str | Path, run_id: str, format: str | None = None, root: s
             source = tally.source(path, name, getattr(fmt, "PLACEHOLDERS", ()))
             if not source.rows:
                 raise ValueError(f"{path} holds no calls as {name} reads them: check --format")
+            if {"latency_ms", "ttft_ms"} <= set(source.missing_fields):
+                how = ("map its column with --map latency_ms=COLUMN[:unit] (units: ms, s, us, ns)" if name == "csv"
+                       else "check --format")
+                raise ValueError(f"{path} holds no latency in any of its {source.rows:,} rows as {name} reads it: "
+                                 f"{how}")
             run.write_manifest(_manifest(run_id, path, source, tally, mapping, synthetic))
     except BaseException:
         if created and not run.exists:
