@@ -51,7 +51,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -60,7 +59,7 @@ from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from tqdm import tqdm
 
-from lab import collector, config, endpoints, jsontext, llm, openloop, prices
+from lab import collector, config, endpoints, jsontext, llm, openloop, prices, validation
 from lab.recorder import Recorder
 from lab.records import CallRecord, records_frame
 from lab.store import CallKey, MissingRecord, Run
@@ -87,13 +86,6 @@ Seconds = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_
 Count = Annotated[int, Field(strict=True, ge=1, le=MAX_CALLS)]
 
 
-def _http_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-        raise ValueError("must be an http:// or https:// URL with a host, e.g. http://localhost:8000/v1")
-    return url
-
-
 def _profile(spec: str) -> str:
     from lab.emulator.profiles import parse_spec
 
@@ -108,7 +100,7 @@ class Target:
     name: Name
     provider: Literal["anthropic", "openai", "openai-compatible"]
     model: Annotated[str, Field(strict=True, min_length=1, max_length=200)] | None = None
-    base_url: Annotated[str, Field(strict=True, max_length=2000), AfterValidator(_http_url)] | None = None
+    base_url: Annotated[str, Field(strict=True, max_length=2000), AfterValidator(endpoints.http_url)] | None = None
     emulator: Annotated[str, Field(strict=True, max_length=200), AfterValidator(_profile)] | None = None
 
 
@@ -211,25 +203,6 @@ def _check(experiment: Experiment) -> None:
         raise ExperimentError(f"experiment {experiment.name!r}: " + "; ".join(problems))
 
 
-def invalid(where: str, error: pydantic.ValidationError) -> ExperimentError:
-    """One line from a validation error: each problem with its key (``design.repeats``), what is allowed and
-    the value given."""
-    parts = []
-    for e in error.errors(include_url=False):
-        key = ".".join([where, *(str(p) for p in e["loc"] if not str(p).startswith("function-"))]).strip(".")
-        given = f" (not {e['input']!r:.60})"
-        if e["type"] == "missing":
-            parts.append(f"{where} needs a {e['loc'][-1]}")
-        elif e["type"] == "literal_error":
-            expected = e["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
-            parts.append(f"{key} must be one of {expected}{given}")
-        elif e["type"] in ("value_error", "assertion_error"):
-            parts.append(f"{key}: {e['msg'].removeprefix('Value error, ')}")
-        else:
-            parts.append(f"{key}: {e['msg'][0].lower()}{e['msg'][1:]}{given}")
-    return ExperimentError("; ".join(parts))
-
-
 # -- experiment files ---------------------------------------------------------------------------
 
 FILE_KEYS = {"name", "targets", "prompts", "design"}
@@ -282,7 +255,7 @@ def _validated(kind: type, values: Mapping[str, Any], where: str) -> Any:
     try:
         return TypeAdapter(kind).validate_python(dict(values))
     except pydantic.ValidationError as exc:
-        raise invalid(where, exc) from None
+        raise ExperimentError(validation.one_line(exc, where)) from None
 
 
 def _name(path: Path, name: Any) -> str:

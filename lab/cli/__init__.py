@@ -13,12 +13,15 @@ import sys
 import traceback
 import warnings
 
+from pydantic import ValidationError
+
 from lab import config
 from lab.cli import analyze, collect, imports, proxy, runs, tools
 from lab.cli.common import Parser, UsageError
 from lab.redact import guard_logging, redact
 from lab.report import NotebookFailed
 from lab.store import MissingRecord, RunBusy
+from lab.validation import one_line
 
 GROUPS = (tools, collect, runs, imports, analyze, proxy)
 
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except (config.ConfigurationError, UsageError, MissingRecord, RunBusy, OSError, ValueError) as exc:
         if args.debug:
             traceback.print_exc()
-        message = _os_error(exc) if isinstance(exc, OSError) else str(exc)
+        message = (_os_error(exc) if isinstance(exc, OSError) else
+                   one_line(exc) if isinstance(exc, ValidationError) else str(exc))
         print(f"lab: {' '.join(redact(message).split())}", file=sys.stderr)
         return 2
 
