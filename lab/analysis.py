@@ -285,7 +285,7 @@ def analyze(run_id: str, out: Path | str | None = None) -> Path:
     from lab import report
     from lab.store import runs_dir
 
-    Run(run_id).manifest  # a missing or damaged run fails here, with its message
+    Analysis(run_id)  # a missing, damaged or incomplete run fails here, with its message in one line
     target = Path(out) if out else Path("reports") / f"{run_id}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LAB_RUNS_DIR": str(runs_dir().resolve())}  # the kernel runs elsewhere: where the runs are

@@ -47,6 +47,7 @@ class Session:
     pause_s: float = 0.0
     label: str = ""
     unit_name: str = "call"
+    report_units: bool = False  # print each unit's summary line (a whole schedule's), not only show it in the bar
     extra: dict[str, Any] = field(default_factory=dict)  # what its collection needs besides the units
 
     def missing(self, run: Run) -> list[Unit]:
@@ -63,18 +64,19 @@ def complete(run: Run, session: Session) -> bool:
     return False
 
 
-def collect(run: Run, sessions: Sequence[Session], *, command: str, wait: bool = False, progress: bool = True,
-            context: Callable[[Session], AbstractContextManager[Any]] | None = None) -> int:
-    """Collect what ``run`` lacks of ``sessions``, holding the run as its only collector throughout
-    (``wait``: wait for another collector to finish instead of refusing); ``context(session)`` is
-    entered around each session collected (e.g. to start its emulators). Returns the units made.
-    A run that holds everything is only read."""
-    todo = [session for session in sessions if not complete(run, session)]
+def collect(run: Run, plan: Callable[[], Sequence[Session]], *, command: str, wait: bool = False,
+            progress: bool = True, context: Callable[[Session], AbstractContextManager[Any]] | None = None) -> int:
+    """Collect what ``run`` lacks of the sessions ``plan()`` returns, holding the run as its only collector
+    throughout (``wait``: wait for another collector to finish instead of refusing). The sessions are
+    planned again once the lock is held, from what the run holds then: a collector that waited never
+    makes a call the other one made. ``context(session)`` is entered around each session collected (e.g. to
+    start its emulators). Returns the units made. A run that holds everything is only read."""
+    if all(complete(run, session) for session in plan()):
+        return 0
     made = 0
-    if not todo:
-        return made
     with run.collector(command, wait=wait), frozen_heap():
-        for session in todo:
+        run.reload()
+        for session in [s for s in plan() if not complete(run, s)]:
             with context(session) if context else contextlib.nullcontext():
                 made += _collect_one(run, session, progress)
     return made
@@ -86,7 +88,10 @@ def _collect_one(run: Run, session: Session, progress: bool) -> int:
     with tqdm(total=len(session.units), initial=len(session.units) - len(pending), unit=session.unit_name,
               desc=session.label or None, disable=not progress) as bar:
         for i, unit in enumerate(pending):
-            bar.set_postfix_str(unit.collect(), refresh=False)
+            summary = unit.collect()
+            bar.set_postfix_str(summary, refresh=False)
+            if session.report_units:
+                tqdm.write(f"{session.label}: {summary}")
             bar.update(1)
             if session.pause_s and i < len(pending) - 1:
                 time.sleep(session.pause_s)

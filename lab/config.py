@@ -33,7 +33,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from lab.redact import clean_url, remember
+from lab.redact import clean_url, remember, remember_environment, remember_url
 
 PROVIDERS: tuple[str, ...] = ("anthropic", "openai", "openai-compatible")
 DEFAULT_PROVIDER = "anthropic"
@@ -99,6 +99,12 @@ def _env(name: str) -> str | None:
     return value or None
 
 
+def remember_secrets() -> None:
+    """Mask from now on every secret the environment and ``.env`` hold (keys, tokens, base URL credentials),
+    wherever something echoes one (see :func:`lab.redact.remember_environment`)."""
+    remember_environment({**_dotenv(str(Path.cwd() / ".env")), **os.environ})
+
+
 def env_var(provider: str, suffix: str) -> str:
     """The environment variable for a provider setting, e.g. ``OPENAI_BASE_URL``."""
     return f"{_PREFIX[provider]}_{suffix}"
@@ -126,6 +132,7 @@ def resolve(provider: str | None = None, model: str | None = None, base_url: str
         raise ConfigurationError(f"{provider} needs a model: pass model=... or set {env_var(provider, 'MODEL')}")
     key = _env(env_var(provider, "API_KEY"))
     remember(key)
+    remember_url(endpoint)
     settings = ProviderSettings(provider, endpoint.rstrip("/"), model, key or "unused", key is not None)
     if key is None and require_key and not settings.custom_endpoint:
         raise ConfigurationError(

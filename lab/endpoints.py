@@ -11,13 +11,28 @@ from __future__ import annotations
 import threading
 from urllib.parse import urlsplit
 
-from lab.redact import clean_url
+from lab.redact import clean_url, remember_url
 
 EMULATOR = "emulator"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _emulators: set[str] = set()
 _lock = threading.Lock()
+
+
+def http_url(url: str) -> str:
+    """``url`` if it is an http:// or https:// URL with a host (its credentials then masked wherever they would
+    show), without a trailing slash; ``ValueError`` saying what is allowed."""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except (ValueError, TypeError):  # a port that is not a number, say
+        valid = False
+    if not valid or any(c.isspace() for c in url):
+        raise ValueError(f"{clean_url(str(url))!r} is not an http:// or https:// URL with a host "
+                         "(e.g. http://localhost:8000/v1)")
+    remember_url(url)
+    return url.rstrip("/")
 
 
 def _origin(url: str) -> str:

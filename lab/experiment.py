@@ -41,6 +41,7 @@ replays them from the manifest alone, so any run of any experiment can be analys
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import tomllib
@@ -49,13 +50,16 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pydantic
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from tqdm import tqdm
 
-from lab import collector, config, endpoints, llm, openloop, prices
+from lab import collector, config, endpoints, jsontext, llm, openloop, prices, validation
 from lab.recorder import Recorder
 from lab.records import CallRecord, records_frame
 from lab.store import CallKey, MissingRecord, Run
@@ -63,50 +67,91 @@ from lab.store import CallKey, MissingRecord, Run
 KINDS = ("complete", "stream")
 MODES = ("serial", "open-loop")
 ORDERS = ("interleaved", "sequential")
+MAX_CALLS = 1_000_000
+"""Calls one session may plan (serial: repeats x targets x prompts x kinds; open loop: per rate)."""
+MAX_SCHEDULE_S = 7 * 24 * 3600.0
+"""Longest open-loop schedule, and longest pause, in seconds."""
+MAX_TOKENS = 1_000_000
+MAX_TEXT = 1_000_000
 
 
 class ExperimentError(ValueError):
     """An experiment file or definition that cannot run; the message says what to fix."""
 
 
-@dataclass(frozen=True)
+_CONFIG = ConfigDict(extra="forbid", frozen=True)
+Name = Annotated[str, Field(strict=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
+Text = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_TEXT)]
+Seconds = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_SCHEDULE_S)]
+Count = Annotated[int, Field(strict=True, ge=1, le=MAX_CALLS)]
+
+
+def _profile(spec: str) -> str:
+    from lab.emulator.profiles import parse_spec
+
+    parse_spec(spec)  # the latency profile this target is emulated with
+    return spec
+
+
+@pydantic_dataclass(config=_CONFIG)
 class Target:
     """Who answers: a provider, a model and an endpoint, by name."""
 
-    name: str
-    provider: str
-    model: str | None = None
-    base_url: str | None = None
-    emulator: str | None = None  # latency profile when collected against the emulator
+    name: Name
+    provider: Literal["anthropic", "openai", "openai-compatible"]
+    model: Annotated[str, Field(strict=True, min_length=1, max_length=200)] | None = None
+    base_url: Annotated[str, Field(strict=True, max_length=2000), AfterValidator(endpoints.http_url)] | None = None
+    emulator: Annotated[str, Field(strict=True, max_length=200), AfterValidator(_profile)] | None = None
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(config=_CONFIG)
 class Prompt:
     """What a target is asked; ``task`` labels the kind of work (for per-task analysis)."""
 
-    id: str
-    task: str
-    prompt: str
-    system: str | None = None
-    max_tokens: int = 256
+    id: Name
+    task: Name
+    prompt: Text
+    system: Annotated[str, Field(strict=True, max_length=MAX_TEXT)] | None = None
+    max_tokens: Annotated[int, Field(strict=True, ge=1, le=MAX_TOKENS)] = 256
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(config=_CONFIG)
 class Design:
     """How the calls are made (see the module docstring)."""
 
     mode: Literal["serial", "open-loop"] = "serial"
-    kinds: tuple[str, ...] = ("stream",)
-    repeats: int = 1
-    pause_s: float = 0.0
+    kinds: tuple[Literal["complete", "stream"], ...] = ("stream",)
+    repeats: Count = 1
+    pause_s: Seconds = 0.0
     order: Literal["interleaved", "sequential"] = "interleaved"
-    rate_per_s: tuple[float, ...] = ()
+    rate_per_s: tuple[Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0.001, le=100_000)], ...] = ()
     arrival: Literal["constant", "poisson"] = "poisson"
-    requests: int | None = None
-    duration_s: float | None = None
-    max_concurrency: int | None = None
-    timeout_s: float = config.DEFAULT_TIMEOUT_S
-    seed: int = 0
+    requests: Count | None = None
+    duration_s: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=MAX_SCHEDULE_S)] | None = None
+    max_concurrency: Annotated[int, Field(strict=True, ge=1, le=100_000)] | None = None
+    timeout_s: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=3600)] = config.DEFAULT_TIMEOUT_S
+    seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> Design:
+        problems = []
+        if not self.kinds or len(set(self.kinds)) != len(self.kinds):
+            problems.append(f"kinds must be one or both of {', '.join(KINDS)}, each once")
+        if self.mode == "open-loop":
+            if not self.rate_per_s:
+                problems.append("an open-loop design needs rate_per_s above 0 (a number or a list)")
+            if (self.requests is None) == (self.duration_s is None):
+                problems.append("an open-loop design needs either requests or duration_s")
+            if len(self.kinds) != 1:
+                problems.append("an open-loop design sends one kind of call: set stream = true or false")
+            for rate in self.rate_per_s:
+                span = self.duration_s if self.duration_s is not None else (self.requests or 0) / rate
+                if span > MAX_SCHEDULE_S or (self.duration_s is not None and rate * span > MAX_CALLS):
+                    problems.append(f"at {rate:g}/s the schedule would last {span:,.0f} s or plan over "
+                                    f"{MAX_CALLS:,} calls: the most is {MAX_SCHEDULE_S:,.0f} s and {MAX_CALLS:,} calls")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 @dataclass(frozen=True)
@@ -147,114 +192,122 @@ def _check(experiment: Experiment) -> None:
         problems.append("no targets: add at least one [[targets]] table")
     if not experiment.prompts:
         problems.append("no prompts: add [prompts] with file = ... or items = [...]")
-    if d.mode not in MODES:
-        problems.append(f"design.mode must be one of {', '.join(MODES)}, not {d.mode!r}")
-    if d.order not in ORDERS:
-        problems.append(f"design.order must be one of {', '.join(ORDERS)}, not {d.order!r}")
-    if not d.kinds or set(d.kinds) - set(KINDS):
-        problems.append(f"design.kinds must be some of {', '.join(KINDS)}, not {list(d.kinds)}")
-    if d.repeats < 1 or d.pause_s < 0 or d.timeout_s <= 0:
-        problems.append("design.repeats must be at least 1, pause_s at least 0 and timeout_s above 0")
-    if d.mode == "open-loop":
-        if not d.rate_per_s or any(not r > 0 for r in d.rate_per_s):
-            problems.append("an open-loop design needs rate_per_s above 0 (a number or a list)")
-        if (d.requests is None) == (d.duration_s is None):
-            problems.append("an open-loop design needs either requests or duration_s")
-        if len(d.kinds) != 1:
-            problems.append("an open-loop design sends one kind of call: set stream = true or false")
-        if d.arrival not in openloop.ARRIVALS:
-            problems.append(f"design.arrival must be one of {', '.join(openloop.ARRIVALS)}")
-        if d.max_concurrency is not None and d.max_concurrency < 1:
-            problems.append("design.max_concurrency must be at least 1")
     for what, names in (("target", [t.name for t in experiment.targets]), ("prompt", [p.id for p in experiment.prompts])):
         if len(set(names)) != len(names):
             problems.append(f"two {what}s share a name: give each a distinct {'name' if what == 'target' else 'id'}")
-    for target in experiment.targets:
-        if target.provider not in config.PROVIDERS:
-            problems.append(f"target {target.name!r}: provider must be one of {', '.join(config.PROVIDERS)}")
-    for prompt in experiment.prompts:
-        if not isinstance(prompt.max_tokens, int) or prompt.max_tokens < 1:
-            problems.append(f"prompt {prompt.id!r}: max_tokens must be a whole number of at least 1")
+    calls = d.repeats * len(experiment.targets) * len(experiment.prompts) * len(d.kinds)
+    if d.mode == "serial" and calls > MAX_CALLS:
+        problems.append(f"the design plans {calls:,} calls per session (repeats x targets x prompts x kinds): "
+                        f"the most is {MAX_CALLS:,}")
     if problems:
         raise ExperimentError(f"experiment {experiment.name!r}: " + "; ".join(problems))
 
 
 # -- experiment files ---------------------------------------------------------------------------
 
-_TARGET_KEYS = {"name", "provider", "model", "base_url", "emulator"}
-_PROMPT_KEYS = {"id", "task", "prompt", "system", "max_tokens"}
-_DESIGN_KEYS = {"mode", "kinds", "stream", "repeats", "pause_s", "order", "rate_per_s", "arrival", "requests",
-                "duration_s", "max_concurrency", "timeout_s", "seed", "max_tokens"}
+FILE_KEYS = {"name", "targets", "prompts", "design"}
 
 
 def load_file(path: str | Path) -> Experiment:
-    """Read an experiment file (see the module docstring); :class:`ExperimentError` says what is wrong."""
+    """Read an experiment file (see the module docstring); :class:`ExperimentError` says what is wrong, in one
+    line naming the file, the key and what is allowed."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ExperimentError(f"no experiment file {path}") from None
+    except IsADirectoryError:
+        raise ExperimentError(f"{path} is a folder, not an experiment file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ExperimentError(f"{path} is not valid TOML: {exc}") from None
-    _only(path, "the file", data, {"name", "targets", "prompts", "design"})
-    design = dict(data.get("design", {}))
-    _only(path, "[design]", design, _DESIGN_KEYS)
+    _only(path, "the file", data, FILE_KEYS)
+    design = dict(_table(path, "[design]", data.get("design", {})))
     default_tokens = design.pop("max_tokens", 256)
-    targets = []
-    for i, raw in enumerate(data.get("targets", [])):
-        _only(path, f"target {i + 1}", raw, _TARGET_KEYS)
-        if "provider" not in raw:
-            raise ExperimentError(f"{path}: target {i + 1} needs a provider")
-        targets.append(Target(**{"name": raw.get("model") or raw["provider"], **raw}))
-    prompts = [Prompt(**{"max_tokens": default_tokens, **p}) for p in _prompt_items(path, data.get("prompts"))]
+    stream = design.pop("stream", None)
+    if stream is not None and not isinstance(stream, bool):
+        raise ExperimentError(f"{path}: design.stream must be true or false (not {stream!r})")
     if "kinds" not in design:
-        design["kinds"] = ["stream"] if design.pop("stream", True) else ["complete"]
-    design.pop("stream", None)
-    rates = design.get("rate_per_s", ())
-    design["rate_per_s"] = tuple(rates) if isinstance(rates, list) else (rates,) if rates else ()
-    design["kinds"] = tuple(design["kinds"])
+        design["kinds"] = ["stream"] if stream in (None, True) else ["complete"]
+    rates = design.get("rate_per_s", [])
+    design["rate_per_s"] = rates if isinstance(rates, list) else [rates]
+    _only(path, "[design]", design, _keys(Design))
+    raw_targets = data.get("targets", [])
+    if not isinstance(raw_targets, list):
+        raise ExperimentError(f"{path}: targets must be [[targets]] tables, one per target")
+    for i, raw in enumerate(raw_targets, 1):
+        _only(path, f"target {i}", raw, _keys(Target))
     try:
-        return Experiment(str(data.get("name") or path.stem), tuple(targets), tuple(prompts), Design(**design))
-    except TypeError as exc:
-        raise ExperimentError(f"{path}: {exc}") from None
+        items = _prompt_items(path, data.get("prompts"))
+        named = [{"name": t.get("model") or t.get("provider"), **t} for t in raw_targets]
+        return Experiment(_name(path, data.get("name")), tuple(_validated(Target, t, f"target {i}")
+                                                              for i, t in enumerate(named, 1)),
+                          tuple(_validated(Prompt, {"max_tokens": default_tokens, **p}, f"prompt {p['id']}")
+                                for p in items), _validated(Design, design, "design"))
+    except ExperimentError as exc:
+        raise ExperimentError(f"{path}: {str(exc).removeprefix(f'experiment {path.stem!r}: ')}") from None
+
+
+def _keys(kind: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(kind)}
+
+
+def _validated(kind: type, values: Mapping[str, Any], where: str) -> Any:
+    try:
+        return TypeAdapter(kind).validate_python(dict(values))
+    except pydantic.ValidationError as exc:
+        raise ExperimentError(validation.one_line(exc, where)) from None
+
+
+def _name(path: Path, name: Any) -> str:
+    if name is None:
+        return path.stem
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise ExperimentError(f"{path}: name must be a text of 1 to 100 characters (not {name!r:.60})")
+    return name
+
+
+def _table(path: Path, where: str, table: Any) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ExperimentError(f"{path}: {where} must be a table (not {table!r:.60})")
+    return table
 
 
 def _only(path: Path, where: str, table: Any, allowed: set[str]) -> None:
-    if not isinstance(table, dict):
-        raise ExperimentError(f"{path}: {where} must be a table")
-    unknown = set(table) - allowed
+    unknown = set(_table(path, where, table)) - allowed
     if unknown:
-        raise ExperimentError(f"{path}: {where} has unknown keys {', '.join(sorted(unknown))}; "
+        raise ExperimentError(f"{path}: {where} has unknown keys {', '.join(sorted(map(str, unknown)))}; "
                               f"expected some of {', '.join(sorted(allowed))}")
 
 
 def _prompt_items(path: Path, spec: Any) -> list[dict[str, Any]]:
-    if isinstance(spec, list):
-        items = spec
-    elif isinstance(spec, dict) and "file" in spec:
+    if isinstance(spec, dict) and set(spec) == {"file"} and isinstance(spec["file"], str):
         source = path.parent / spec["file"]
         try:
             lines = source.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ExperimentError(f"{path}: cannot read prompts file {source}: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ExperimentError(f"{path}: cannot read prompts file {source}: "
+                                  f"{getattr(exc, 'strerror', None) or exc}") from None
         items = []
         for number, line in enumerate(lines, 1):
             if line.strip():
                 try:
-                    items.append(json.loads(line))
+                    items.append(jsontext.loads(line, jsontext.MAX_DEPTH))
                 except json.JSONDecodeError as exc:
                     raise ExperimentError(f"{source}:{number}: not a JSON object ({exc.msg})") from None
-    elif isinstance(spec, dict) and "items" in spec:
+                if len(items) > MAX_CALLS:
+                    raise ExperimentError(f"{source}: more than {MAX_CALLS:,} prompts")
+    elif isinstance(spec, dict) and set(spec) == {"items"} and isinstance(spec["items"], list):
         items = spec["items"]
     else:
-        raise ExperimentError(f"{path}: [prompts] needs file = \"prompts.jsonl\" or items = [...]")
+        raise ExperimentError(f"{path}: [prompts] needs file = \"prompts.jsonl\" or items = [...], one of them")
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "prompt" not in item:
             raise ExperimentError(f"{path}: prompt {i + 1} must be an object with a prompt")
         item.setdefault("id", str(i + 1))
         item.setdefault("task", "default")
-        item["id"] = str(item["id"])
-        _only(path, f"prompt {item['id']}", item, _PROMPT_KEYS)
+        if isinstance(item["id"], int) and not isinstance(item["id"], bool):
+            item["id"] = str(item["id"])
+        _only(path, f"prompt {item['id']!r:.40}", item, _keys(Prompt))
     return items
 
 
@@ -420,16 +473,20 @@ class _Schedule:
             assert record is not None
             return record
 
+        in_process = any(endpoints.is_emulator(url) for url in self.endpoints.keyed.values())
+        limit, capped = openloop.concurrency(d.max_concurrency, per_call=2 if in_process else 1)
+
         async def main() -> list[CallRecord]:
             async with llm.session():
                 for target in self.experiment.targets:
                     await llm.prepare(**_options(target, self.endpoints.called[target.name]))
-                return await openloop.drive([c.offset_s for c in self.calls], send, max_concurrency=d.max_concurrency,
+                return await openloop.drive([c.offset_s for c in self.calls], send, max_concurrency=limit,
                                            early_s=openloop.EARLY_S)
 
         with self.recorder.run.batched(), bar:
             records = openloop.run(main())
-        return f"{len(records)} sent, {sum(not r.ok for r in records)} errors" + openloop.lateness_warning(records)
+        return (f"{len(records)} sent, {sum(not r.ok for r in records)} errors" + capped
+                + openloop.lateness_warning(records, capped=bool(capped)))
 
 
 def sessions(run: Run, experiment: Experiment, window: str | None) -> list[Slot]:
@@ -472,6 +529,7 @@ def plan_sessions(run: Run, experiment: Experiment, *, window: str | None = None
             experiment.name, experiment.describe(), entry, ("window", "rate_per_s"), units,
             pause_s=experiment.design.pause_s, label=slot.label or experiment.name,
             unit_name="call" if experiment.design.mode == "serial" else "schedule",
+            report_units=experiment.design.mode != "serial",
             extra={"endpoints": where, "slot": slot}))
     return found
 
@@ -502,8 +560,9 @@ def collect(run: Run, experiment: Experiment, *, window: str | None = None, emul
     """Collect what ``run`` lacks of ``experiment``; with ``emulator`` (a latency profile) against
     in-process emulators. Returns the calls made (serial) or the schedules run (open loop).
     Provider failures are recorded, never raised."""
-    planned = plan_sessions(run, experiment, window=window, emulated=emulator is not None, live=live,
-                            command=command, progress=progress)
+    def planned() -> list[collector.Session]:
+        return plan_sessions(run, experiment, window=window, emulated=emulator is not None, live=live,
+                             command=command, progress=progress)
 
     @contextlib.contextmanager
     def endpoints_for(session: collector.Session) -> Iterator[None]:

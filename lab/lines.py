@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lab import jsontext
+
 CHUNK = 1 << 16
 SKIPPED = "skipped, what it held counts as not collected"
 
@@ -97,7 +99,7 @@ def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if not raw.endswith(b"\n"):
         return None, "incomplete (no line end: its write was cut short)"
     try:
-        entry = json.loads(raw)
+        entry = jsontext.loads(raw, jsontext.MAX_DEPTH)
     except ValueError as exc:
         return None, f"unreadable ({type(exc).__name__}: {exc})"
     if not isinstance(entry, dict):
@@ -190,8 +192,9 @@ _READ = "the lines before it were read"
 # -- writing -----------------------------------------------------------------------------------
 
 
-def append(path: Path, *entries: Mapping[str, Any]) -> None:
-    """Append JSON lines durably, one per entry: under an exclusive lock, in one write, then one fsync.
+def append(path: Path, *entries: Mapping[str, Any], sync: bool = True) -> None:
+    """Append JSON lines durably, one per entry: under an exclusive lock, in one write, then one fsync
+    (``sync=False``: the caller syncs later; a killed process keeps what was written, a power cut may not).
     When a write or the fsync fails (disk full, I/O error), the file is cut back to its size before
     the append and the :class:`OSError` raised: all of the entries are written, or none."""
     line = "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries).encode()
@@ -204,8 +207,10 @@ def append(path: Path, *entries: Mapping[str, Any]) -> None:
             size = os.fstat(fd).st_size
             torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"  # keep a torn last line on its own line
             try:
-                _write_all(fd, b"\n" + line if torn else line)
-                os.fsync(fd)
+                if line:
+                    _write_all(fd, b"\n" + line if torn else line)
+                if sync:
+                    os.fsync(fd)
             except OSError:
                 with contextlib.suppress(OSError):  # the first error is the one to report
                     os.ftruncate(fd, size)
@@ -218,11 +223,13 @@ def append(path: Path, *entries: Mapping[str, Any]) -> None:
 
 class BatchWriter:
     """Appends lines to the files of one folder on a thread of its own, each batch in one write and
-    one fsync (see :func:`append`). :meth:`close` writes what is queued and raises the first error."""
+    one fsync (see :func:`append`); :meth:`write_now` writes at once, in the caller's thread, and leaves
+    only the fsync to the thread. :meth:`close` writes what is queued and raises the first error."""
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
-        self._queue: queue.SimpleQueue[tuple[str, Mapping[str, Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, Mapping[str, Any] | None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # one write at a time to a file, from the caller or the thread
         self._error: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="lab-writer", daemon=True)
         self._thread.start()
@@ -231,6 +238,15 @@ class BatchWriter:
         if self._error is not None:
             raise self._error
         self._queue.put((name, entry))
+
+    def write_now(self, name: str, *entries: Mapping[str, Any]) -> None:
+        """Write the lines before returning (a process killed from now on keeps them); the writer thread
+        syncs the file soon after (against a power cut). Raises the :class:`OSError` of a failed write."""
+        if self._error is not None:
+            raise self._error
+        with self._lock:
+            append(self._folder / name, *entries, sync=False)
+        self._queue.put((name, None))  # the thread's next batch syncs it
 
     def _run(self) -> None:
         done = False
@@ -242,10 +258,13 @@ class BatchWriter:
             by_file: dict[str, list[Mapping[str, Any]]] = {}
             for item in batch:
                 if item is not None:
-                    by_file.setdefault(item[0], []).append(item[1])
+                    entries = by_file.setdefault(item[0], [])
+                    if item[1] is not None:
+                        entries.append(item[1])
             for name, entries in by_file.items():
                 try:
-                    append(self._folder / name, *entries)
+                    with self._lock:
+                        append(self._folder / name, *entries)  # no entries: only the fsync
                 except OSError as exc:
                     self._error = self._error or exc
 

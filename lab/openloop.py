@@ -95,14 +95,49 @@ async def drive(offsets: Sequence[float], send: Callable[[int], Awaitable[T]], *
         return list(await asyncio.gather(*tasks))
 
 
-def lateness_warning(records: Sequence[CallRecord]) -> str:
+FD_RESERVE = 64
+"""Open files left free beside an open-loop schedule's calls (the run's files, the event loop, threads)."""
+
+
+def descriptor_cap(per_call: int = 1) -> int | None:
+    """How many calls can be in flight at once within this process's open-file limit (``ulimit -n``), at
+    ``per_call`` descriptors each (2 when the server answering is in this process too), keeping
+    :data:`FD_RESERVE` free for everything else; None when there is no limit."""
+    import os
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        open_now = 3
+    return max(1, (soft - open_now - FD_RESERVE) // max(1, per_call))
+
+
+def concurrency(max_concurrency: int | None, per_call: int = 1) -> tuple[int | None, str]:
+    """The in-flight cap a schedule runs with: the design's ``max_concurrency`` or, when lower, what the
+    open-file limit allows (:func:`descriptor_cap`); and a clause for the summary line when the limit set it
+    (sends then wait for a free slot, and their lateness shows in their send lag)."""
+    cap = descriptor_cap(per_call)
+    if cap is None or (max_concurrency is not None and max_concurrency <= cap):
+        return max_concurrency, ""
+    return cap, (f"; at most {cap} calls in flight (the open-file limit, `ulimit -n`, allows no more): a send that "
+                 "waited for a free slot shows it in its send lag; raise the limit to send on time")
+
+
+def lateness_warning(records: Sequence[CallRecord], capped: bool = False) -> str:
     """A clause for a schedule's summary line when its client fell behind (send lag p99 over
-    :data:`BEHIND_MS`), else ``""``: its response times from the planned send include that lateness."""
+    :data:`BEHIND_MS`), else ``""``: its response times from the planned send include that lateness.
+    ``capped``: the open-file limit held sends back (see :func:`concurrency`), not the CPU."""
     lags = [r.send_lag_ms for r in records if r.send_lag_ms is not None]
     if not lags or (p99 := float(np.percentile(lags, 99))) <= BEHIND_MS:
         return ""
-    return (f"; the client fell behind its schedule (send lag p99 {p99:,.0f} ms, counted in the response times "
-            "from the planned send): this machine's CPU could not keep up, so lower the rate or the streams' length")
+    why = ("sends waited for a free slot under the open-file limit" if capped else
+           "this machine's CPU could not keep up, so lower the rate or the streams' length")
+    return f"; the client fell behind its schedule (send lag p99 {p99:,.0f} ms, counted in the response times " \
+           f"from the planned send): {why}"
 
 
 def run(coroutine: Awaitable[T]) -> T:

@@ -32,8 +32,8 @@ from typing import Any
 
 import pandas as pd
 
-from lab import endpoints, lines
-from lab.redact import redact
+from lab import endpoints, jsontext, lines
+from lab.redact import redact, scrub
 from lab.lines import SKIPPED, DamagedLine, Where  # DamagedLine: callers import it from here
 from lab.records import CallRecord, records_frame, typed_frame
 
@@ -142,7 +142,7 @@ class Run:
             raise MissingRecord(f"run {self.id!r} does not exist: no {self.manifest_path}")
         raw = self.manifest_path.read_bytes()
         try:
-            manifest = json.loads(raw)
+            manifest = jsontext.loads(raw, jsontext.MAX_DEPTH)
         except json.JSONDecodeError as exc:
             problem = "is empty" if not raw.strip() else (
                 f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
@@ -164,10 +164,10 @@ class Run:
             yield
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
-        """Replace the manifest atomically."""
+        """Replace the manifest atomically, every credential in it masked (:func:`lab.redact.scrub`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        tmp.write_text(json.dumps(scrub(manifest), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         os.replace(tmp, self.manifest_path)
 
     def begin_session(self, experiment: str, design: Mapping[str, Any], session: Mapping[str, Any],
@@ -181,12 +181,13 @@ class Run:
 
         with self.locked():
             manifest = self.manifest if self.exists else {
-                "run_id": self.id, "experiment": experiment, "design": dict(design), "started_at": now(),
+                "run_id": self.id, "experiment": experiment, "design": scrub(dict(design)), "started_at": now(),
                 "sessions": [],
             }
-            if manifest.get("design") != dict(design):
+            design = scrub(dict(design))  # as the manifest keeps it
+            if manifest.get("design") != design:
                 raise ConfigurationError(f"run {self.id!r} was collected with {manifest.get('design')}; "
-                                         f"this command asks for {dict(design)}: use a new --run")
+                                         f"this command asks for {design}: use a new --run")
             sessions = manifest.get("sessions", [])
             same = [e for e in sessions if all(e.get(f) == session[f] for f in identity)]
             entry = {**session, "started_at": same[0]["started_at"] if same else now(), "ended_at": None,
@@ -284,6 +285,14 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         lines.append(self.dir / name, entry)
 
+    def append_now(self, entry: Mapping[str, Any], name: str = "calls.jsonl") -> None:
+        """Append one JSON line before returning, even inside :meth:`batched` (where the writer thread syncs
+        it soon after): what was answered is on disk before the answer completes."""
+        if self._writer is not None:
+            self._writer.write_now(name, entry)
+            return
+        self.append_line(entry, name)
+
     @contextlib.contextmanager
     def batched(self) -> Iterator[None]:
         """Appends made inside the block go to a writer thread that writes what has queued up in one
@@ -302,6 +311,11 @@ class Run:
         lines.compact(self.dir / name, self.dir / f"{name}.gz")
 
     # -- call records -----------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Forget what was read of the run's records: the next look reads them again (another collector may
+        have appended since)."""
+        self._index = None
 
     @property
     def index(self) -> dict[str, CallRecord]:
@@ -357,12 +371,20 @@ def _manifest_problem(manifest: Any) -> str | None:
     sessions = manifest.get("sessions", [])
     if not isinstance(sessions, list) or not all(isinstance(e, dict) for e in sessions):
         return "is damaged: its sessions are not a list of objects"
+    targets = manifest.get("design", {}).get("targets")
+    if isinstance(targets, list):  # an experiment's run: each session says where it sent each target's calls
+        names = {t.get("name") for t in targets if isinstance(t, dict)}
+        for i, entry in enumerate(sessions, 1):
+            where = entry.get("endpoints")
+            if not isinstance(where, dict) or not names <= where.keys() or not all(
+                    isinstance(where[n], str) for n in names):
+                return f"is damaged: session {i} ({entry.get('window')!r}) does not say each target's endpoint"
     return None
 
 
 def _holder(raw: bytes) -> dict[str, Any] | None:
     try:
-        holder = json.loads(raw)
+        holder = jsontext.loads(raw)
     except ValueError:
         return None
     return holder if isinstance(holder, dict) else None

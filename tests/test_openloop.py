@@ -9,6 +9,7 @@ import gc
 import re
 
 import numpy as np
+import pytest
 
 from lab import llm, openloop
 from lab.emulator import Emulator, LatencyProfile
@@ -78,3 +79,40 @@ def test_what_is_built_inside_a_frozen_heap_joins_it():
         refreeze()
         assert gc.get_freeze_count() >= before + len(built)
     assert gc.get_freeze_count() == 0
+
+
+OPEN_FILES = """
+[[targets]]
+provider = "openai"
+model = "gpt-5-mini"
+[prompts]
+items = [{prompt = "hi", max_tokens = 4}]
+[design]
+mode = "open-loop"
+rate_per_s = [200]
+requests = 400
+arrival = "constant"
+"""
+
+
+@pytest.mark.slow
+def test_an_open_loop_schedule_within_a_low_open_file_limit_records_every_call(tmp_path):
+    # 400 calls of 2 s each at 200/s: about 400 in flight, each with two descriptors (client and in-process
+    # server), under a limit of 256 open files.
+    import os
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "e.toml").write_text(OPEN_FILES)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.cli", "collect", "run", "e.toml", "--run", "fds", "--emulator",
+         "fixed:ttft_ms=2000,itl_ms=1,output_tokens=4"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "LAB_RUNS_DIR": str(tmp_path), "PYTHONPATH": str(root)},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "the open-file limit" in done.stdout
+    lines = (tmp_path / "fds" / "calls.jsonl").read_text().splitlines()
+    assert len(lines) == 400 and len({line.split('"key": "')[1][:64] for line in lines}) == 400

@@ -39,8 +39,13 @@ def masked(body: bytes) -> bytes:
 
 
 def records(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's records, each exchange's attempts in the order they started (the attempt the caller got is
+    written first, before its answer completes; the others after the exchange ends)."""
     path = run_dir / "calls.jsonl"
-    return [json.loads(line)["record"] for line in path.read_text().splitlines()] if path.exists() else []
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    by_key = {line["key"]: line["record"] for line in lines}
+    ordered = [by_key.pop(c["key"]) for e in exchanges(run_dir) for c in e["calls"] if c["key"] in by_key]
+    return ordered + [line["record"] for line in lines if line["key"] in by_key]
 
 
 def exchanges(run_dir: Path) -> list[dict[str, Any]]:

@@ -21,6 +21,8 @@ from lab.emulator import Emulator, LatencyProfile
 from lab.recorder import Recorder
 from lab.store import CallKey, DamagedLine, MissingRecord, Run
 
+from events import wait_until_blocked_on
+
 PROMPT = "Explain in 2-3 sentences why infrastructure reliability matters for software companies."
 
 
@@ -195,16 +197,6 @@ def test_calls_are_replayed_from_a_compacted_run(tmp_path, emulator):
     run.compact()
     again = Recorder(Run("r2", tmp_path), mode="replay").complete(PROMPT, max_tokens=32, sample=0, **options)
     assert again.record == first.record
-
-
-def wait_until_blocked_on(path, timeout: float = 60.0) -> None:
-    """Wait until a thread or process waits for a lock on ``path`` (Linux lists waiters in /proc/locks as
-    ``->``): an event to wait on, where a sleep would guess how long a busy machine takes to get there."""
-    inode = os.stat(path).st_ino
-    deadline = time.monotonic() + timeout
-    while not any("->" in line and f":{inode} " in line for line in Path("/proc/locks").read_text().splitlines()):
-        assert time.monotonic() < deadline, f"nothing came to wait on the lock of {path}"
-        time.sleep(0.005)
 
 
 def test_overlapping_compactions_and_an_append_lose_nothing(tmp_path, monkeypatch):

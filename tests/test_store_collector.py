@@ -13,6 +13,8 @@ import pytest
 
 from lab.store import Run, RunBusy
 
+from events import wait_until_blocked_on
+
 ROOT = Path(__file__).resolve().parents[1]
 HOLD = """
 import sys
@@ -120,3 +122,47 @@ def test_nothing_is_left_held_after_an_exception_inside(tmp_path):
     assert run.collecting is None
     with run.collector("next"):
         pass
+
+
+OPEN_LOOP = """
+[[targets]]
+provider = "openai"
+model = "gpt-5-mini"
+[prompts]
+items = [{prompt = "hi"}]
+[design]
+mode = "open-loop"
+rate_per_s = [40, 80]
+requests = 20
+"""
+
+
+@pytest.mark.parametrize("experiment", [["variance", "--n", "12", "--pause", "0"], ["run", "open-loop.toml"]])
+def test_collectors_that_waited_never_make_a_call_twice(tmp_path, experiment):
+    # The run holds an earlier window; two collectors of another window plan while a third process holds the run,
+    # then wait: the one that gets the lock second must plan again from what the first recorded.
+    (tmp_path / "open-loop.toml").write_text(OPEN_LOOP)
+    command = [sys.executable, "-m", "lab.cli", "collect", *experiment, "--run", "shared", "--wait",
+               "--emulator", "fixed:ttft_ms=5,itl_ms=1,output_tokens=4"]
+    env = {**os.environ, "LAB_RUNS_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    subprocess.run([*command, "--window", "earlier"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    first = holder(tmp_path)
+    waiting = [subprocess.Popen([*command, "--window", "W"], cwd=tmp_path, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    wait_until_blocked_on(tmp_path / "shared" / ".collector.lock", count=2)
+    release(first)
+    outputs = [p.communicate(timeout=600) for p in waiting]
+    assert [p.returncode for p in waiting] == [0, 0], outputs
+    keys = [line.split('"key": "')[1][:64] for name in ("calls.jsonl", "calls.jsonl.gz")
+            for line in _text(tmp_path / "shared" / name).splitlines()]
+    assert keys and len(keys) == len(set(keys))  # every call made once
+    made = sorted(out.split("\n")[-2] for out, _ in outputs)
+    assert made[0].startswith("0 ") and not made[1].startswith("0 "), made  # the second found nothing to do
+
+
+def _text(path: Path) -> str:
+    import gzip
+
+    if not path.exists():
+        return ""
+    return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()

@@ -13,10 +13,15 @@ import sys
 import traceback
 import warnings
 
+from pydantic import ValidationError
+
 from lab import config
 from lab.cli import analyze, collect, imports, proxy, runs, tools
 from lab.cli.common import Parser, UsageError
+from lab.redact import guard_logging, redact
+from lab.report import NotebookFailed
 from lab.store import MissingRecord, RunBusy
+from lab.validation import one_line
 
 GROUPS = (tools, collect, runs, imports, analyze, proxy)
 
@@ -48,10 +53,12 @@ def _os_error(exc: OSError) -> str:
 def _warn_in_one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       file: object = None, line: str | None = None) -> None:
     """Warnings (a damaged line in a run, say) as one ``lab: warning:`` line each."""
-    print(f"lab: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    print(f"lab: warning: {' '.join(redact(str(message)).split())}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
+    guard_logging()
+    config.remember_secrets()  # a key echoed by a provider, a proxied upstream or an imported file is masked
     args = parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if not args.debug:
@@ -64,11 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lab: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except NotebookFailed as exc:  # what the lab wrote failed: not the user's doing
+        if args.debug:
+            traceback.print_exc()
+        print(f"lab: {' '.join(redact(str(exc)).split())} (a fault of the lab's: run again with --debug to see "
+              "where, and report it)", file=sys.stderr)
+        return 1
     except (config.ConfigurationError, UsageError, MissingRecord, RunBusy, OSError, ValueError) as exc:
         if args.debug:
             traceback.print_exc()
-        message = _os_error(exc) if isinstance(exc, OSError) else str(exc)
-        print(f"lab: {' '.join(message.split())}", file=sys.stderr)
+        message = (_os_error(exc) if isinstance(exc, OSError) else
+                   one_line(exc) if isinstance(exc, ValidationError) else str(exc))
+        print(f"lab: {' '.join(redact(message).split())}", file=sys.stderr)
         return 2
 
 

@@ -10,7 +10,7 @@ import zlib
 from typing import Any
 
 from lab import config
-from lab.cli.common import COUNT, RATE, SECONDS, SEED, USD, emulator_profile, label, run_id
+from lab.cli.common import COUNT, RATE, SECONDS, SEED, USD, emulator_profile, http_url, label, run_id
 
 
 def _argv(args: argparse.Namespace) -> str:
@@ -110,7 +110,7 @@ def _review(args: argparse.Namespace) -> int:
             session.extra["called"]["endpoint"] = emu.url_for(who.provider)
             yield
 
-    made = collector.collect(run, [session], command=_argv(args), wait=args.wait, context=endpoint)
+    made = collector.collect(run, lambda: [session], command=_argv(args), wait=args.wait, context=endpoint)
     print(f"{made} reviews made, {design.n - made} already recorded; run in {run.dir}")
     return 0
 
@@ -169,7 +169,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--model", action="append" if sub is var else "store",
                          help="model id (default: the provider's)" + ("; repeat for several" if sub is var else ""))
         sub.add_argument("--pause", type=SECONDS, default=0.3, help="seconds between calls")
-        sub.add_argument("--base-url", help="endpoint override, e.g. a running `lab emulator` or a vLLM server")
+        sub.add_argument("--base-url", type=http_url,
+                         help="endpoint override, e.g. a running `lab emulator` or a vLLM server")
     for sub in (var, rev, run):
         sub.add_argument("--run", type=run_id, required=True, help="run id: data/runs/RUN/")
         sub.add_argument("--emulator", metavar="PROFILE", type=emulator_profile,

@@ -68,11 +68,21 @@ def number(kind: type, *, minimum: float | None = None, above: float | None = No
 
 
 COUNT = number(int, minimum=1, maximum=1_000_000, what="a whole number")
-SEED = number(int, minimum=0, what="a whole number")
-SECONDS = number(float, minimum=0, what="a number of seconds")
-RATE = number(float, above=0, maximum=100_000, what="a rate per second")
+SEED = number(int, minimum=0, maximum=2**32 - 1, what="a whole number")
+SECONDS = number(float, minimum=0, maximum=7 * 24 * 3600, what="a number of seconds")
+RATE = number(float, minimum=0.001, maximum=100_000, what="a rate per second")
 USD = number(float, minimum=0, what="an amount in US dollars")
 PORT = number(int, minimum=1, maximum=65535, what="a TCP port")
+
+
+def http_url(value: str) -> str:
+    """An http:// or https:// URL with a host (see :func:`lab.endpoints.http_url`)."""
+    from lab.endpoints import http_url as checked
+
+    try:
+        return checked(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def label(value: str) -> str:

@@ -5,20 +5,10 @@ from __future__ import annotations
 import argparse
 import re
 
-from lab.cli.common import PORT, SECONDS, number, run_id
+from lab.cli.common import PORT, SECONDS, http_url, number, run_id
 
 DEFAULT_PORT = 8788
-SECONDS_ABOVE_0 = number(float, above=0, what="a number of seconds")
-
-
-def upstream_url(value: str) -> str:
-    """An upstream base URL, as the SDKs take it."""
-    from lab.proxy.policy import PolicyError, check_url
-
-    try:
-        return check_url(value)
-    except PolicyError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+SECONDS_ABOVE_0 = number(float, above=0, maximum=3600, what="a number of seconds")
 
 
 def label(value: str) -> str:
@@ -53,9 +43,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     proxy.add_argument("--host", default=None,
                        help="address to listen on (default: 127.0.0.1; anything beyond loopback exposes your "
                             "traffic and keys, so it must be asked for here)")
-    proxy.add_argument("--anthropic-upstream", type=upstream_url, default=DEFAULT_URLS["anthropic"], metavar="URL",
+    proxy.add_argument("--anthropic-upstream", type=http_url, default=DEFAULT_URLS["anthropic"], metavar="URL",
                        help="where Anthropic requests go, as ANTHROPIC_BASE_URL takes it")
-    proxy.add_argument("--openai-upstream", type=upstream_url, default=DEFAULT_URLS["openai"], metavar="URL",
+    proxy.add_argument("--openai-upstream", type=http_url, default=DEFAULT_URLS["openai"], metavar="URL",
                        help="where OpenAI requests go, as OPENAI_BASE_URL takes it")
     proxy.add_argument("--policy", metavar="FILE.toml",
                        help="routes, fallback, hedging and shadow mode (see examples/proxy-policy.toml)")

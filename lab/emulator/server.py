@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import signal
 import threading
@@ -31,7 +30,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from lab import endpoints
+from lab import endpoints, jsontext
 from lab.llm.replies import SYNTHETIC_HEADER
 from lab.emulator.content import (
     ChatRequest,
@@ -471,7 +470,7 @@ class EmulatorServer:
             reason = str(exc).splitlines()[-1].strip()
             raise WireError("invalid_request", f"the request body cannot be read ({reason})") from None
         try:
-            return json.loads(raw)
+            return jsontext.loads(raw)
         except (ValueError, RecursionError):
             raise WireError("invalid_request", "the request body is not valid JSON (or nests too deeply)") from None
 

@@ -277,12 +277,15 @@ def collect(run: Run, design: Design, chosen: Sequence[Scenario] | None = None, 
     """
     names = [s.name for s in chosen or scenarios().values()]
     command = command or collect_command(run, design, names)
-    sessions = []
-    for scenario, policy in _arms(list(chosen or scenarios().values())):
-        entry = _session_entry(design, scenario, policy, uuid.uuid4().hex[:12])
-        unit = _Arm(run, design, scenario, policy, entry, progress)
-        sessions.append(collector.Session(EXPERIMENT, asdict(design), entry, ("scenario", "policy"), [unit],
-                                          label=f"{scenario.name}/{policy}", unit_name="arm"))
+
+    def sessions() -> list[collector.Session]:
+        planned = []
+        for scenario, policy in _arms(list(chosen or scenarios().values())):
+            entry = _session_entry(design, scenario, policy, uuid.uuid4().hex[:12])
+            unit = _Arm(run, design, scenario, policy, entry, progress)
+            planned.append(collector.Session(EXPERIMENT, asdict(design), entry, ("scenario", "policy"), [unit],
+                                             label=f"{scenario.name}/{policy}", unit_name="arm"))
+        return planned
 
     @contextlib.contextmanager
     def with_delays(session: collector.Session) -> Iterator[None]:

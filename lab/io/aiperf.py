@@ -21,13 +21,13 @@ milliseconds for times) and, for a failure, ``error`` (``code``, ``type``, ``mes
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lab import jsontext
 from lab.io import columns as cols
 from lab.io.files import json_lines
 
@@ -57,6 +57,7 @@ def sniff(head: bytes) -> bool:
 def batches(path: Path) -> Iterator[pa.Table]:
     model, streaming = _run_config(path)
     for raw in json_lines(path, SCHEMA):
+        cols.require(raw, ("metadata.request_start_ns", "metadata.x_request_id"), path, NAME)
         yield _records(raw, model, streaming)
 
 
@@ -113,7 +114,7 @@ def _run_config(path: Path) -> tuple[str | None, bool | None]:
     """The one model and the streaming flag named by the run's summary beside the records, if any."""
     summary = path.with_name("profile_export_aiperf.json")
     try:
-        config = json.loads(summary.read_text(encoding="utf-8")).get("input_config") or {}
+        config = jsontext.loads(summary.read_text(encoding="utf-8")).get("input_config") or {}
         items = (config.get("models") or {}).get("items") or []
         names = [m.get("name") for m in items] or (config.get("endpoint") or {}).get("model_names") or []
         streaming = (config.get("endpoint") or {}).get("streaming")

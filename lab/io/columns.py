@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import http
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -237,3 +239,17 @@ def column(table: pa.Table, path: str) -> pa.ChunkedArray:
             return pa.chunked_array([pa.nulls(table.num_rows)])
         array = pc.struct_field(array, name)
     return array
+
+
+def require(table: pa.Table, paths: Sequence[str], source: Path, format_name: str) -> None:
+    """Refuse a batch of which no row holds any of ``paths`` (dotted): a file of another format read as
+    this one (with ``--format``) would otherwise import rows of nothing."""
+    if table.num_rows and all(column(table, p).null_count == table.num_rows for p in paths):
+        from lab.io.formats import detect
+
+        try:
+            guess = f"; it looks like {detect(source)}"
+        except ValueError:
+            guess = ""
+        raise ValueError(f"{source} does not hold {format_name} records: no row has {' or '.join(paths)}; "
+                         f"check --format{guess}")

@@ -72,6 +72,8 @@ def parse_mapping(pairs: Mapping[str, str] | list[str] | None) -> dict[str, tupl
             raise ValueError(f"--map {field}={spec}: a unit applies to times and durations only")
         if not column.strip():
             raise ValueError(f"--map {field}={spec}: name a column of the file")
+        if field in mapping:
+            raise ValueError(f"--map {field}=... is given twice: map each field once")
         mapping[field] = (column.strip(), unit)
     return mapping
 

@@ -14,6 +14,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from lab import jsontext
 from lab.lines import Where, report
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -51,7 +52,7 @@ def load_json(path: Path) -> Any:
     """A whole JSON document (for the formats that write one document per run)."""
     with open_binary(path) as handle:
         try:
-            return json.load(handle)
+            return jsontext.load(handle)
         except json.JSONDecodeError as exc:
             if exc.msg == "Extra data":
                 raise ValueError(f"{path}:{exc.lineno}: more than one JSON document (JSON lines?), where this "

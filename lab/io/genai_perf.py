@@ -17,13 +17,13 @@ content count (the role-only first event, usage-only events and ``[DONE]`` do no
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from lab import jsontext
 from lab.io import columns as cols
 from lab.io.files import load_json
 
@@ -119,6 +119,6 @@ def _json(text: Any) -> Any:
     if not isinstance(text, str) or not text or text == "[DONE]":
         return None
     try:
-        return json.loads(text)
+        return jsontext.loads(text)
     except ValueError:
         return None

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from lab.io import columns as cols
 from lab.io.formats import detect, module
+from lab.redact import redact
 from lab.store import Run, now, versions
 
 
@@ -100,6 +101,11 @@ def import_run(path: str | Path, run_id: str, format: str | None = None, root: s
             source = tally.source(path, name, getattr(fmt, "PLACEHOLDERS", ()))
             if not source.rows:
                 raise ValueError(f"{path} holds no calls as {name} reads them: check --format")
+            if {"latency_ms", "ttft_ms"} <= set(source.missing_fields):
+                how = ("map its column with --map latency_ms=COLUMN[:unit] (units: ms, s, us, ns)" if name == "csv"
+                       else "check --format")
+                raise ValueError(f"{path} holds no latency in any of its {source.rows:,} rows as {name} reads it: "
+                                 f"{how}")
             run.write_manifest(_manifest(run_id, path, source, tally, mapping, synthetic))
     except BaseException:
         if created and not run.exists:
@@ -172,12 +178,55 @@ def _batches(path: Path, name: str, fmt: ModuleType, mapping: Mapping[str, str] 
             "run_id": table["run_id"] if run_id is None else cols.constant(run_id, rows),
             "synthetic": cols.constant(synthetic, rows),
         }
+        fill |= {column: _redacted(fill.get(column, table[column])) for column in ("endpoint", "error_message")}
         for column, values in fill.items():
             table = table.set_column(table.schema.get_field_index(column), column,
                                      pa.chunked_array([values]).cast(cols.SCHEMA.field(column).type))
+        table = _checked(table, path, sample)
         sample += rows
         tally.add(table)
         yield table
+
+
+TIMES = ("latency_ms", "ttft_ms", "first_text_ms", "tpot_ms", "max_gap_ms", "connect_ms")
+"""Durations a record holds: finite and at least 0 when known (NaN from a source means unknown)."""
+COUNTS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
+
+
+def _checked(table: pa.Table, path: Path, first_row: int) -> pa.Table:
+    """The batch with NaN times as unknown (null); a negative or infinite time, token count or cost refused
+    with the row and the column, as a file read in the wrong unit or by the wrong importer would show."""
+    for name in (*TIMES, *COUNTS, "chunk_offsets_ms"):
+        values = table[name]
+        flat = pc.list_flatten(values) if name == "chunk_offsets_ms" else values
+        if pa.types.is_floating(flat.type):
+            bad = pc.or_(pc.is_inf(flat), pc.less(flat, 0))
+        else:
+            bad = pc.less(flat, 0)
+        if pc.any(bad).as_py():
+            if name == "chunk_offsets_ms":  # the first row with a bad offset
+                row = next(i for i, v in enumerate(values.to_pylist()) if v and any(
+                    x is not None and (x < 0 or x == float("inf")) for x in v))
+            else:
+                row = int(pc.index(bad, True).as_py())
+            value = values[row].as_py()
+            raise ValueError(f"{path}: record {first_row + row + 1} has {name} = {value!r}: times, token counts and "
+                             "costs must be finite and at least 0 (check the column and its unit with --map, or "
+                             "--format)")
+        if name in TIMES and pa.types.is_floating(values.type) and pc.any(pc.is_nan(values)).as_py():
+            table = table.set_column(table.schema.get_field_index(name), name,
+                                     pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values))
+    return table
+
+
+def _redacted(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A text column with every credential masked (:func:`lab.redact.redact`), each distinct value once."""
+    values = pa.chunked_array([values]) if isinstance(values, pa.Array) else values
+    distinct = pc.unique(values).drop_null()
+    if len(distinct) == 0:
+        return values.combine_chunks()
+    masked = pa.array([redact(v) for v in distinct.to_pylist()], pa.string())
+    return pc.take(masked, pc.index_in(values, value_set=distinct)).combine_chunks()
 
 
 def _fingerprint(path: Path) -> tuple[int, str]:

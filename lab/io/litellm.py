@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lab import jsontext
 from lab.io import columns as cols
 from lab.io import files
 from lab.io.files import damaged, json_lines, load_json, text_lines
@@ -64,21 +65,25 @@ def batches(path: Path) -> Iterator[pa.Table]:
         rows = load_json(path)
         if not isinstance(rows, list):
             raise ValueError(f"{path} is not a list of LiteLLM spend-log rows")
-        yield _spend_records(_spend_table(rows))
+        yield _spend_records(_required(_spend_table(rows), path))
     elif b'"spend"' in start and b'"request_id"' in start:  # spend-log rows, one per line
-        yield from _spend_lines(path)
+        yield from (_spend_records(_required(table, path)) for table in _spend_lines(path))
     else:
         for raw in json_lines(path, _PAYLOAD):
-            yield _payload_records(raw)
+            yield _payload_records(_required(raw, path))
+
+
+def _required(table: pa.Table, path: Path) -> pa.Table:
+    return cols.require(table, ("startTime", "endTime"), path, NAME) or table
 
 
 def _spend_lines(path: Path) -> Iterator[pa.Table]:
-    """Spend-log rows from JSON lines, decoded one by one: exports keep ``metadata`` as text or as
+    """Spend-log rows (as :func:`_spend_table`) from JSON lines, decoded one by one: exports keep ``metadata`` as text or as
     an object, which no single column type fits."""
     rows = []
     for number, line in text_lines(path):
         try:
-            row = json.loads(line)
+            row = jsontext.loads(line)
         except ValueError as exc:
             if number == 1:
                 raise ValueError(f"{path}:1: not JSON ({exc}): check --format") from None
@@ -86,10 +91,10 @@ def _spend_lines(path: Path) -> Iterator[pa.Table]:
             continue
         rows.append(row)
         if len(rows) == BATCH_ROWS:
-            yield _spend_records(_spend_table(rows))
+            yield _spend_table(rows)
             rows = []
     if rows:
-        yield _spend_records(_spend_table(rows))
+        yield _spend_table(rows)
 
 
 def _spend_table(rows: list[Any]) -> pa.Table:
@@ -170,7 +175,7 @@ def _error(code: str | None, name: str | None, message: str | None, normalized: 
 def _metadata_error(metadata: str | None) -> tuple[str | None, str | None, str | None, str | None]:
     """The error information kept in a spend-log row's metadata JSON."""
     try:
-        info = (json.loads(metadata or "{}") or {}).get("error_information") or {}
+        info = (jsontext.loads(metadata or "{}") or {}).get("error_information") or {}
     except (ValueError, AttributeError):
         return None, None, None, None
     return info.get("error_code"), info.get("error_class"), info.get("error_message"), info.get("normalized_error")

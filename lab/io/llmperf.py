@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from lab import jsontext
 from lab.paths import ROOT
 from lab.records import CallRecord, records_frame
 
@@ -120,7 +121,7 @@ def batches(path: Path) -> Iterator[pa.Table]:
 def _load(path: Path) -> list[dict[str, Any]] | None:
     """The file's per-request results, or ``None`` when it is not in LLMPerf's format."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsontext.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     if not isinstance(data, list):

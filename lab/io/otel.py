@@ -20,7 +20,6 @@ line is reported with its ``file:line`` and skipped.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from lab import jsontext
 from lab.io import columns as cols
 from lab.io.files import damaged, text_lines
 
@@ -57,7 +57,7 @@ def batches(path: Path) -> Iterator[pa.Table]:
     data: dict[str, list[Any]] = {name: [] for name in _FIELDS}
     for number, line in text_lines(path):
         try:
-            request = json.loads(line)
+            request = jsontext.loads(line)
             spans = [span for resource in request.get("resourceSpans") or []
                      for scope in resource.get("scopeSpans") or [] for span in scope.get("spans") or []]
         except (ValueError, AttributeError, TypeError) as exc:

@@ -385,8 +385,10 @@ def astream(prompt: str, *, max_tokens: int = DEFAULT_MAX_TOKENS, system: str | 
 
 async def prepare(*, provider: str | None = None, model: str | None = None, base_url: str | None = None) -> None:
     """Build the running loop's SDK client for a provider and endpoint now, without sending anything,
-    so that the first call of an open-loop schedule does not spend its time building it."""
+    so that the first call of an open-loop schedule does not spend its time building it (nor opening the
+    price table, a file a schedule at the open-file limit could not open)."""
     await _Call("complete", _request("", 1, None), provider, model, base_url, DEFAULT_TIMEOUT_S, NO_RETRY).client()
+    prices.price_table()
 
 
 def drain(chunks: TextStream) -> Completion:

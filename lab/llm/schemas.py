@@ -7,6 +7,8 @@ from typing import Any
 
 import pydantic
 
+from lab import jsontext
+
 Schema = dict[str, Any] | type[pydantic.BaseModel]
 
 
@@ -38,7 +40,7 @@ def _closed(node: Any) -> Any:
 def parse(text: str, schema: Schema) -> Any:
     """Decode and validate an answer; a pydantic schema gives a model instance."""
     try:
-        data = json.loads(text)
+        data = jsontext.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidJSON("invalid_json", f"answer is not valid JSON: {exc}") from exc
     import jsonschema  # its format checkers take about a second to import: only when a dict schema is validated

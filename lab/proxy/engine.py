@@ -81,6 +81,7 @@ class Exchange:
     delivery: asyncio.Future[Attempt] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     caller_status: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
+    recorded: dict[int, Any] = field(default_factory=dict)  # id(attempt) -> (record, line), written already
 
     def __post_init__(self) -> None:
         self.sha256 = hashlib.sha256(self.body).hexdigest()

@@ -19,7 +19,6 @@ the same bytes, uncompressed, over loopback).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import urllib.request
 import weakref
@@ -34,10 +33,11 @@ from urllib.parse import urlsplit
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from lab import jsontext
 from lab.proxy import translate, wire
 from lab.proxy.policy import Target
 from lab.proxy.wire import ANTHROPIC, Ask
-from lab.redact import redact
+from lab.redact import redact, remember_header
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
                         "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
@@ -114,6 +114,9 @@ def upstream_headers(caller: CIMultiDictProxy[str] | CIMultiDict[str], caller_ap
     credentials unchanged unless the upstream has its own key (``api_key_env``). Across APIs the
     caller's credentials and API headers are never sent: the key of one provider is not another's."""
     dropped = hop_by_hop(caller)
+    for name in CREDENTIALS:  # masked wherever an upstream echoes them back (an error message, a log)
+        for value in caller.getall(name, ()):
+            remember_header(name, value)
     headers = CIMultiDict((k, v) for k, v in caller.items()
                           if (low := k.lower()) not in dropped and not low.startswith("x-lab-"))
     headers["accept-encoding"] = "identity"
@@ -305,7 +308,7 @@ class Attempt:
             raise wire.Garbage(f"expected JSON, got content-type {kind[:60] or 'none'!r}")
         raw = await self._whole(response, decoder)
         try:
-            data = json.loads(raw)
+            data = jsontext.loads(raw)
         except (ValueError, RecursionError):
             raise wire.Garbage("the reply is not valid JSON") from None
         text = self._reader.body(data)

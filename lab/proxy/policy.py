@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 from lab.config import DEFAULT_ENDPOINTS, PROVIDERS
 from lab.proxy.wire import ANTHROPIC, FORMATS, OPENAI
+from lab import endpoints
 from lab.redact import clean_url
 
 DEFAULT_URLS = {api: str(DEFAULT_ENDPOINTS[api]) for api in FORMATS}
@@ -194,17 +195,12 @@ class Policy:
 
 
 def check_url(url: str, what: str = "upstream URL") -> str:
-    """An http(s) URL with a host, without a trailing slash; raises :class:`PolicyError`."""
-    from urllib.parse import urlsplit
-
+    """An http(s) URL with a host, without a trailing slash (:func:`lab.endpoints.http_url`); raises
+    :class:`PolicyError`."""
     try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
-    except ValueError:  # a port that is not a number, say
-        valid = False
-    if not valid or any(c.isspace() for c in url):
-        raise PolicyError(f"{what} {clean_url(url)!r} is not an http:// or https:// URL with a host")
-    return url.rstrip("/")
+        return endpoints.http_url(url)
+    except ValueError as exc:
+        raise PolicyError(f"{what} {exc}") from None
 
 
 def default_policy(anthropic_url: str = DEFAULT_URLS[ANTHROPIC], openai_url: str = DEFAULT_URLS[OPENAI],

@@ -153,15 +153,35 @@ class Recorder:
             self._report(f"cannot record sample {exchange.sample} ({type(exc).__name__}: {exc})")
             return []
 
+    def delivered(self, exchange: Exchange, attempt: Attempt) -> None:
+        """The attempt the caller gets has ended: its record is written now, before the caller's answer
+        completes, so a proxy killed from then on keeps it (the exchange's other lines follow as usual).
+        Never raises (see :meth:`_append`)."""
+        if id(attempt) in exchange.recorded:
+            return
+        exchange.recorded[id(attempt)] = self._attempt_line(exchange, exchange.attempts.index(attempt), attempt)
+        try:
+            self.run.append_now(exchange.recorded[id(attempt)][1])
+        except OSError as exc:
+            self._report(f"cannot write records to {self.run.dir} ({exc.strerror or exc})")
+        except Exception as exc:  # a bug of the proxy's: one line, never a traceback, and forwarding goes on
+            self._report(f"cannot record sample {exchange.sample} ({type(exc).__name__}: {exc})")
+
+    def _attempt_line(self, exchange: Exchange, index: int, attempt: Attempt) -> tuple[CallRecord, dict[str, Any]]:
+        record = call_record(attempt, exchange, self.run.id, self.window)
+        return record, {"key": call_key(record, exchange, index).digest, "record": record.to_dict()}
+
     def _lines_of(self, exchange: Exchange, delivered: int | None, chosen: int | None, caller_status: int | None
                   ) -> list[tuple[str, dict[str, Any]]]:
-        """The lines of a finished exchange: a record per attempt, and its line in ``requests.jsonl``."""
+        """The lines of a finished exchange: a record per attempt (but the one written when it was delivered),
+        and its line in ``requests.jsonl``."""
         built, calls = [], []
         for i, attempt in enumerate(exchange.attempts):
-            record = call_record(attempt, exchange, self.run.id, self.window)
-            key = call_key(record, exchange, i).digest
-            built.append(("calls.jsonl", {"key": key, "record": record.to_dict()}))
-            calls.append({"key": key, "role": attempt.role, "upstream": attempt.target.upstream.name,
+            written = exchange.recorded.get(id(attempt))
+            record, line = written or self._attempt_line(exchange, i, attempt)
+            if written is None:
+                built.append(("calls.jsonl", line))
+            calls.append({"key": line["key"], "role": attempt.role, "upstream": attempt.target.upstream.name,
                           "status": record.status, "error_type": record.error_type})
         built.append((REQUESTS, self.line(exchange, calls, delivered, chosen, caller_status)))
         self.records += len(calls)

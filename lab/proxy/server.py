@@ -41,7 +41,7 @@ from lab.proxy.forward import Attempt, Failure
 from lab.proxy.policy import DEFAULT_TIMEOUT_S, DEFAULT_URLS, Policy, PolicyError, default_policy, load
 from lab.proxy.record import Recorder
 from lab.proxy.wire import ANTHROPIC, CHAT_PATHS, OPENAI, REQUEST_ID_HEADER
-from lab.redact import clean_url, redact
+from lab.redact import clean_url, guard_logging, redact
 from lab.store import Run
 from lab.timing import frozen_heap, short_thread_switches
 
@@ -184,9 +184,18 @@ class ProxyServer:
         chosen = attempts.index(exchange.chosen) if exchange.chosen in attempts else None
         self.recorder.exchange(exchange, delivered=delivered, chosen=chosen, caller_status=status)
 
+    def _keep(self, exchange: Exchange, attempt: Attempt) -> None:
+        """Write the delivered attempt's record before its answer to the caller completes."""
+        if self.recorder is not None:
+            self.recorder.delivered(exchange, attempt)
+
     async def _relay(self, request: web.Request, exchange: Exchange, attempt: Attempt
                      ) -> tuple[web.StreamResponse, int]:
-        """Give the caller the delivered attempt; returns the response and the status sent."""
+        """Give the caller the delivered attempt; returns the response and the status sent. An answer sent
+        whole (not streamed) is recorded before it is sent; a stream, before its end is."""
+        if not exchange.ask.stream or attempt.failure is not None and not attempt.failure.relayed:
+            await attempt.finished.wait()
+            self._keep(exchange, attempt)
         caller, failure = exchange.api, attempt.failure
         if failure is not None and not failure.relayed:
             if attempt.error_reply is not None and attempt.status is not None:
@@ -213,6 +222,7 @@ class ProxyServer:
             await response.prepare(request)
             await attempt.attach(response.write)
             await attempt.finished.wait()
+            self._keep(exchange, attempt)
             failure: Failure | None = attempt.failure
             if failure is None or failure.relayed:
                 await response.write_eof()
@@ -348,6 +358,7 @@ class Proxy:
         return {**self.policy.describe(), "timeout_s": self.timeout_s}
 
     async def _start(self) -> None:
+        guard_logging()  # the web server's own error log prints request lines, which may carry a caller's key
         self.server = ProxyServer(self.policy, self.recorder, keep_text=self.record_text)
         await self.server.start()
         self._runner = web.AppRunner(self.server.application(), access_log=None, handler_cancellation=True,

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab import jsontext
 from lab.llm.replies import NOTHING, Piece, count, error_type
 from lab.records import Kind
 
@@ -62,7 +63,7 @@ def read_request(api: str, body: bytes) -> tuple[dict[str, Any] | None, Ask]:
     """The request's JSON object (None when the body is not one: it is forwarded as it is, and the
     upstream answers it) and what it asks for."""
     try:
-        data = json.loads(body)
+        data = jsontext.loads(body)
     except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict):
@@ -137,7 +138,7 @@ def event_json(data: bytes) -> Any:
     if data.strip() == b"[DONE]":
         return DONE
     try:
-        return json.loads(data.decode())
+        return jsontext.loads(data.decode())
     except (ValueError, RecursionError):
         raise Garbage(f"a stream event is not JSON: {_excerpt(data)}") from None
 
@@ -330,7 +331,7 @@ def error_of(status: int | None, body: Any) -> tuple[str, str]:
 def parse_error_body(status: int, body: bytes) -> tuple[str, str]:
     """:func:`error_of` for raw bytes that may not be JSON (an HTML error page, say)."""
     try:
-        data = json.loads(body)
+        data = jsontext.loads(body)
     except (ValueError, RecursionError):
         data = None
     if data is None:

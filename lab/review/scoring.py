@@ -9,11 +9,11 @@ inside it) is taken first, then pairs whose category agrees, then key order, the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import jsontext
 from lab.paths import DATA_DIR
 from lab.review.schema import Finding, KeyIssue
 
@@ -36,7 +36,7 @@ class ReviewScore:
 
 def load_key(path: Path | str = KEY_PATH) -> list[KeyIssue]:
     """The answer key's issues, in file order."""
-    return [KeyIssue.model_validate(item) for item in json.loads(Path(path).read_text(encoding="utf-8"))]
+    return [KeyIssue.model_validate(item) for item in jsontext.loads(Path(path).read_text(encoding="utf-8"))]
 
 
 def distance(line: int, issue: KeyIssue) -> int:
