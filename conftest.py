@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from lab.config import REPLAY_ONLY
-from lab.io import llmperf_dir
+from lab.core.config import REPLAY_ONLY
+from lab.imports import llmperf_dir
 
 NEEDS_LLMPERF = ("05_real_provider_traces",)
 """Notebooks that are about the LLMPerf data throughout."""

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from lab.variance import PROMPT  # noqa: F401  (the benchmarks send the field report's prompt)
+from lab.collect.variance import PROMPT  # noqa: F401  (the benchmarks send the field report's prompt)
 
 TRUTH_PROFILE = "fixed:ttft_ms=200,itl_ms=20,output_tokens=50"
 """The issue's configured truth: first token at 200 ms, then one token every 20 ms, 50 tokens."""

@@ -1,4 +1,4 @@
-"""How fast ``lab.io.import_run`` stores a large source, and how much memory it takes.
+"""How fast ``lab.imports.import_run`` stores a large source, and how much memory it takes.
 
 Generates N calls under /tmp, then imports them in a child process and reports the wall time and the
 child's peak resident memory (``ru_maxrss``: Arrow allocates outside Python's heap, so tracemalloc
@@ -10,7 +10,7 @@ repeated (about 2.6 kB a line, with every chunk gap).
     .venv/bin/python benchmarks/import_scale.py [--rows 10000000] [--format csv|aiperf] [--keep]
 
 Goals (issue 14): import under 120 s and peak memory under 4 GB on the 2-core CI machine; then the
-summary with intervals (``lab.stats.interval_summary`` and ``error_rates`` per model, read column by
+summary with intervals (``lab.analysis.stats.interval_summary`` and ``error_rates`` per model, read column by
 column from the Parquet file) under 30 s.
 """
 
@@ -71,7 +71,7 @@ def generate_aiperf(path: Path, rows: int) -> None:
 
 CHILD = """
 import sys, time
-from lab.io import import_run
+from lab.imports import import_run
 t0 = time.perf_counter()
 mapping = dict(p.split("=", 1) for p in sys.argv[4:]) or None
 source = import_run(sys.argv[1], "scale", format=sys.argv[3], root=sys.argv[2], mapping=mapping)
@@ -81,7 +81,7 @@ print(f"{time.perf_counter() - t0:.1f} {source.rows} {source.errors}")
 
 SUMMARY = """
 import sys, time
-from lab import stats
+from lab.analysis import stats
 from lab.store import Run
 t0 = time.perf_counter()
 frame = Run("scale", sys.argv[1]).frame(["model", "status", "latency_ms", "ttft_ms"])

@@ -47,8 +47,10 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import PROMPT, TRUTH_PROFILE, emulator_process, server_log
-from lab import io, llm, openloop
-from lab.records import CallRecord
+from lab import llm
+from lab import imports as io
+from lab.collect import openloop
+from lab.core.records import CallRecord
 
 MODEL = "gpt-5-mini"
 MAX_TOKENS = 50
@@ -146,7 +148,7 @@ async def _lab_call(url: str, calls: str) -> CallRecord:
 
 def lab_open_loop(url: str, rate: float, n: int, *, calls: str = "stream", max_concurrency: int | None = None,
                   seed: int = SEED) -> Run:
-    """``n`` Poisson sends at ``rate`` through :func:`lab.openloop.drive`, one session, client prepared."""
+    """``n`` Poisson sends at ``rate`` through :func:`lab.collect.openloop.drive`, one session, client prepared."""
     offsets = openloop.schedule(rate, n=n, arrival="poisson", seed=seed)
 
     async def main() -> list[CallRecord]:
@@ -203,7 +205,7 @@ def _run_tool(command: list[str], log: Path) -> bool:
 
 def aiperf_run(base_url: str, out: Path, n: int, *, rate: float | None = None,
                concurrency: int | None = None) -> Run | None:
-    """AIPerf 0.13 with ``--request-rate`` (Poisson) and/or ``--concurrency``; its records via ``lab.io``."""
+    """AIPerf 0.13 with ``--request-rate`` (Poisson) and/or ``--concurrency``; its records via ``lab.imports``."""
     folder = out / f"aiperf-{'r' + format(rate, 'g') if rate else ''}{'c' + str(concurrency) if concurrency else ''}"
     command = [str(AIPERF / "aiperf"), "profile", "--model", MODEL, "--url", base_url, "--endpoint-type", "chat",
                "--streaming", "--tokenizer", "cl100k_base", "--request-count", str(n), "--random-seed", str(SEED),
@@ -359,7 +361,7 @@ def error_row(run: Run, known: dict[str, float], server_ms: list[float], **first
 
 
 def lag(max_requests: int, max_seconds: float, calls: str) -> None:
-    print(f"\n1. Send lag of lab.openloop.drive (actual send at the HTTP transport minus planned), Poisson arrivals, "
+    print(f"\n1. Send lag of lab.collect.openloop.drive (actual send at the HTTP transport minus planned), Poisson arrivals, "
           f"{'streamed' if calls == 'stream' else 'non-streamed'} OpenAI calls, up to {max_requests} requests or "
           f"{max_seconds:g} s per rate")
     for profile in ("instant", TRUTH_PROFILE):

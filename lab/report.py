@@ -48,7 +48,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab.paths import TEMPLATES_DIR
+from lab.core.paths import TEMPLATES_DIR
 
 MIME = "application/vnd.inference-lab.sources+json"
 """The MIME type under which a :func:`sources` output carries its declaration."""
@@ -304,12 +304,12 @@ def render(nb: Any, name: str, out_dir: Path) -> Path:
 
 def refresh(notebooks_dir: str | Path = "notebooks") -> None:
     """Maintainers: re-execute every notebook in place, so its committed outputs are current. A notebook
-    that simulated something the cache lacked (:mod:`lab.simulations`) is executed again as a replay, so its
+    that simulated something the cache lacked (:mod:`lab.analysis.simulations`) is executed again as a replay, so its
     committed outputs are what ``make test`` and ``make report`` will see (no simulation's warnings)."""
     import nbformat
 
-    from lab.config import REPLAY_ONLY
-    from lab.simulations import cache_state
+    from lab.core.config import REPLAY_ONLY
+    from lab.analysis.simulations import cache_state
 
     for notebook in sorted(Path(notebooks_dir).glob("*.ipynb")):
         print(f"executing {notebook} ...", flush=True)
@@ -358,7 +358,7 @@ def build(notebooks_dir: str | Path = "notebooks", out_dir: str | Path = "report
     A replay never simulates or calls (``LAB_REPLAY_ONLY=1`` in the kernels). A notebook that fails is named
     with its cell and error, and the others are still rendered: returns the pages written (index last) and
     one line per failure."""
-    from lab.config import REPLAY_ONLY
+    from lab.core.config import REPLAY_ONLY
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

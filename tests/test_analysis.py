@@ -8,30 +8,35 @@ import nbformat
 import numpy as np
 import pytest
 
-from lab import analysis, compare, experiment, io
+from lab.analysis import analyze as analysis
+from lab.analysis import compare
+from lab.collect import experiment
+from lab import imports as io
 from lab.cli import main
-from lab.experiment import Design, Experiment, Prompt, Target
+from lab.collect.workload import Design, Prompt, Target, Workload
 from lab.store import Run
+
+from collecting import collect_offline
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 FAST = "fixed:ttft_ms=5,itl_ms=1,output_tokens=6"
 
 
-def demo(mode: str = "serial") -> Experiment:
+def demo(mode: str = "serial") -> Workload:
     targets = (Target("quick", "openai", "gpt-5-mini", emulator="fixed:ttft_ms=5,itl_ms=1,output_tokens=8"),
                Target("slower", "anthropic", "claude-haiku-4-5", emulator="fixed:ttft_ms=40,itl_ms=2,output_tokens=8"))
     prompts = (Prompt("a", "short", "Say hi.", max_tokens=16), Prompt("b", "long", "Write more.", max_tokens=32))
     design = Design(repeats=20, kinds=("stream",)) if mode == "serial" else Design(
         mode="open-loop", rate_per_s=(40.0,), requests=60, kinds=("stream",))
-    return Experiment(f"demo-{mode}", targets, prompts, design)
+    return Workload(f"demo-{mode}", targets, prompts, design)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for mode in ("serial", "open-loop"):
-        experiment.collect(Run(mode, root), demo(mode), emulator=FAST, progress=False)
+        collect_offline(Run(mode, root), demo(mode), emulator=FAST)
     return root
 
 

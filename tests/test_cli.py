@@ -63,7 +63,7 @@ def test_doctor_names_the_missing_key(monkeypatch, tmp_path, capsys):
 
 
 def test_key_from_dotenv_file(monkeypatch, tmp_path):
-    from lab import config
+    from lab.core import config
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
@@ -99,7 +99,8 @@ def test_emulator_command_serves_the_sdks(tmp_path):
 NOTEBOOK_SOURCE = """
 import matplotlib.pyplot as plt
 import os
-from lab import llm, records_frame, config
+from lab import llm, records_frame
+from lab.core import config
 record = llm.complete("hello", max_tokens=16).record
 print(record)
 print(config.resolve("anthropic"))

@@ -1,4 +1,4 @@
-"""lab.coverage: draws match the emulator's profiles, coverage counts what it says, checks are cached."""
+"""lab.analysis.coverage: draws match the emulator's profiles, coverage counts what it says, checks are cached."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lab import coverage as cv
-from lab import stats as ls
+from lab.analysis import coverage as cv
+from lab.analysis import stats as ls
 from lab.emulator.profiles import LatencyProfile, report_profiles
 
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lab import prices
+from lab.core import prices
 from lab.hedge import policies as hedge
 from lab.emulator import Emulator, FaultRule, LatencyProfile
 from lab.hedge import RecentPercentile, Route
-from lab.records import CallRecord
+from lab.core.records import CallRecord
 
 PROMPT = "Explain in 2-3 sentences why infrastructure reliability matters for software companies."
 FAST = LatencyProfile.fixed(ttft_ms=20, itl_ms=1, output_tokens=12)

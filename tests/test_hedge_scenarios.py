@@ -1,4 +1,4 @@
-"""Live hedging scenarios (lab.hedge.scenarios): open-loop arms on loopback emulators, recorded and resumed."""
+"""Live hedging scenarios (lab.collect.hedging): open-loop arms on loopback emulators, recorded and resumed."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from lab.emulator import LatencyProfile
-from lab.hedge import scenarios as sc
+from lab.collect import hedging as sc
 from lab.store import DamagedLine, MissingRecord, Run
+
+from collecting import collect_offline
 
 FAST = LatencyProfile.fixed(ttft_ms=30, itl_ms=1, output_tokens=10)
 STALLS = sc.Trouble("stall_first_token", 0.05, params={"ms": 1_500})
@@ -28,7 +30,7 @@ DESIGN = sc.Design(n=60, rate_per_s=60.0)
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory) -> tuple[Run, object]:
     run = Run("hedging", tmp_path_factory.mktemp("runs"))
-    made = sc.collect(run, DESIGN, [SCENARIO], progress=False)
+    made = collect_offline(run, sc.Hedging(DESIGN, (SCENARIO,)))
     return run, made
 
 
@@ -44,7 +46,7 @@ def test_every_arm_holds_each_request_once(collected):
 
 def test_collect_again_runs_nothing(collected):
     run, _ = collected
-    assert sc.collect(run, DESIGN, [SCENARIO], progress=False) == 0
+    assert collect_offline(run, sc.Hedging(DESIGN, (SCENARIO,))) == 0
 
 
 def test_open_loop_sends_on_schedule_while_the_primary_stalls(collected):
@@ -97,7 +99,7 @@ def test_hedging_wins_every_stall(collected):
 
 def test_a_missing_arm_says_how_to_collect_it(tmp_path):
     run = Run("partial", tmp_path)
-    sc.collect(run, sc.Design(n=5, rate_per_s=50.0), [SCENARIO], progress=False)
+    collect_offline(run, sc.Hedging(sc.Design(n=5, rate_per_s=50.0), (SCENARIO,)))
     packed = run.dir / f"{sc.OUTCOMES}.gz"  # a collection ends by compacting its outcomes
     lines = gzip.decompress(packed.read_bytes()).decode().splitlines()
     packed.write_bytes(gzip.compress("".join(f"{e}\n" for e in lines if '"policy": "hedge"' not in e).encode()))
@@ -107,10 +109,12 @@ def test_a_missing_arm_says_how_to_collect_it(tmp_path):
 
 KILLED_COLLECTION = """
 import sys
-from lab.hedge import scenarios as sc
+from lab.collect import hedging as sc
+from lab.collect.experiment import Reach, collect
 from lab.store import Run
 from tests.test_hedge_scenarios import SCENARIO
-sc.collect(Run("killed", sys.argv[1]), sc.Design(n=30, rate_per_s=15.0), [SCENARIO], progress=False)
+collect(Run("killed", sys.argv[1]), sc.Hedging(sc.Design(n=30, rate_per_s=15.0), (SCENARIO,)), Reach(),
+        command="test", progress=False)
 """
 
 
@@ -118,7 +122,7 @@ sc.collect(Run("killed", sys.argv[1]), sc.Design(n=30, rate_per_s=15.0), [SCENAR
 def test_an_arm_killed_midway_runs_again_in_full(tmp_path):
     root = Path(__file__).resolve().parents[1]
     process = subprocess.Popen([sys.executable, "-c", KILLED_COLLECTION, str(tmp_path)], cwd=root,
-                               env={**os.environ, "PYTHONPATH": str(root)})
+                               env={**os.environ, "PYTHONPATH": f"{root}:{root / 'tests'}"})
     outcomes = tmp_path / "killed" / sc.OUTCOMES
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not outcomes.exists() or len(outcomes.read_bytes().splitlines()) < 40):
@@ -133,7 +137,7 @@ def test_an_arm_killed_midway_runs_again_in_full(tmp_path):
     torn = not outcomes.read_bytes().endswith(b"\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sc.collect(run, design, [SCENARIO], progress=False)
+        collect_offline(run, sc.Hedging(design, (SCENARIO,)))
     assert any(issubclass(w.category, DamagedLine) for w in caught) == torn
     loaded = sc.load(run, [SCENARIO.name])
     assert len(loaded) == 30 * len(SCENARIO.arms)
@@ -151,9 +155,9 @@ def test_the_command_collects_and_resumes(tmp_path):
                "--n", "4", "--rate", "40"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
-    assert f"{len(sc.POLICIES) + 1} arms run" in first.stdout  # + the healthy primary arm the delays come from
+    assert f"{len(sc.POLICIES) + 1} arms made" in first.stdout  # + the healthy primary arm the delays come from
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert "0 arms run" in again.stdout
+    assert "0 arms made" in again.stdout
     outcomes = sc.load(Run("cli", tmp_path), ["outage"])
     assert len(outcomes) == 4 * len(sc.POLICIES)
     unknown = subprocess.run([*command[:7], "--scenario", "nope"], env=env, capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""Offline hedging simulation (lab.hedge.simulate) on hand-computed and synthetic call records."""
+"""Offline hedging simulation (lab.analysis.hedging) on hand-computed and synthetic call records."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab.hedge.simulate import (agreement, answered_ms, arm_summary, bounded, fmt_cut, fmt_latency, fmt_ms, fmt_share,
+from lab.analysis.hedging import (agreement, answered_ms, arm_summary, bounded, fmt_cut, fmt_latency, fmt_ms, fmt_share,
                                 goal_verdict, hedged_latency, live_effect, pair, predict, sweep)
-from lab.records import CallRecord, records_frame
+from lab.core.records import CallRecord, records_frame
 
 pytestmark = [pytest.mark.filterwarnings("error::RuntimeWarning"),  # no warning may leak from numpy or scipy
               pytest.mark.filterwarnings("error::DeprecationWarning")]  # (a socket another test left is not ours)
@@ -220,7 +220,7 @@ def test_sweep_without_resamples_gives_point_estimates_only():
 # --- measured arms: effects, predictions, verdicts and their text --------------------------------------------------
 
 def arm(latency, *, status=None, extra=None, cost=None, ttft=None, lateness=None) -> pd.DataFrame:
-    """An arm as lab.hedge.scenarios.load gives it (synthetic)."""
+    """An arm as lab.collect.hedging.load gives it (synthetic)."""
     n = len(latency)
     status = status or ["ok"] * n
     return pd.DataFrame({"request": range(n), "latency_ms": latency, "status": status,

@@ -1,4 +1,4 @@
-"""The cut as a function of the stall length (lab.hedge.stall), on calls drawn from emulator profiles."""
+"""The cut as a function of the stall length (lab.analysis.stalls), on calls drawn from emulator profiles."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lab.emulator import LatencyProfile
-from lab.hedge import stall
+from lab.analysis import stalls as stall
 
 pytestmark = [pytest.mark.filterwarnings("error::RuntimeWarning"),  # no warning may leak from numpy or scipy
               pytest.mark.filterwarnings("error::DeprecationWarning")]  # (a socket another test left is not ours)

@@ -1,5 +1,5 @@
 """Importing LLMPerf per-request results: hand-made files, then the public leaderboard data; and the
-same records through the generic importer, ``lab.io.read(format="llmperf")``."""
+same records through the generic importer, ``lab.imports.read(format="llmperf")``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import lab.io
-import lab.io.llmperf
-from lab.io import LLMPERF_STARTED_AT, llmperf_dir, read_llmperf
-from lab.records import FIELDS
+import lab.imports
+import lab.imports.llmperf
+from lab.imports import LLMPERF_STARTED_AT, llmperf_dir, read_llmperf
+from lab.core.records import FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,7 +119,7 @@ def test_other_json_is_skipped_in_a_folder_but_rejected_when_named(run_dir):
 
 
 def test_the_generic_reader_gives_the_same_records_and_names_the_placeholder(run_dir):
-    frame = lab.io.read(run_dir, format="llmperf")
+    frame = lab.imports.read(run_dir, format="llmperf")
     expected = read_llmperf(run_dir)
     assert list(frame.columns) == list(FIELDS) and len(frame) == len(expected) == 7
     for column in ("endpoint", "provider", "model", "status", "error_type", "error_message", "run_id", "text"):
@@ -127,18 +127,18 @@ def test_the_generic_reader_gives_the_same_records_and_names_the_placeholder(run
     for column in ("latency_ms", "ttft_ms", "input_tokens", "output_tokens", "http_status", "sample"):
         pd.testing.assert_series_equal(frame[column], expected[column], check_dtype=False, check_names=False)
     assert (frame["started_at"] == pd.Timestamp(LLMPERF_STARTED_AT)).all()
-    source = lab.io.inspect(run_dir / "acme_13b.json")
+    source = lab.imports.inspect(run_dir / "acme_13b.json")
     assert source.format == "llmperf" and source.rows == 2 and source.errors == 0
     assert "started_at" in source.missing_fields  # a placeholder is not a measurement
     assert "latency_ms" not in source.missing_fields and "chunk_offsets_ms" in source.missing_fields
-    assert lab.io.detect(run_dir / "acme_13b.json") == "llmperf"
+    assert lab.imports.detect(run_dir / "acme_13b.json") == "llmperf"
 
 
 def test_llmperf_dir_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("LLMPERF_DIR", raising=False)
-    monkeypatch.setattr(lab.io.llmperf, "SHARED_LEADERBOARD", tmp_path / "no-shared-copy")
+    monkeypatch.setattr(lab.imports.llmperf, "SHARED_LEADERBOARD", tmp_path / "no-shared-copy")
     assert llmperf_dir() is None
-    monkeypatch.setattr(lab.io.llmperf, "SHARED_LEADERBOARD", tmp_path)
+    monkeypatch.setattr(lab.imports.llmperf, "SHARED_LEADERBOARD", tmp_path)
     assert llmperf_dir() == tmp_path  # the copy beside the repository, when LLMPERF_DIR is unset
     monkeypatch.setenv("LLMPERF_DIR", str(tmp_path / "absent"))
     assert llmperf_dir() is None

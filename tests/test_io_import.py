@@ -1,4 +1,4 @@
-"""Storing a source as a run (``lab.io.import_run``, ``lab import``), the csv/Parquet mapping, damaged
+"""Storing a source as a run (``lab.imports.import_run``, ``lab import``), the csv/Parquet mapping, damaged
 input (reported with file:line and salvaged) and mistakes that must end in one line, not a traceback."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import lab.cli
-import lab.io
+import lab.imports
 from lab.cli import imports
-from lab.io import columns
-from lab.lines import DamagedLine
-from lab.records import FIELDS
+from lab.imports import columns
+from lab.store.lines import DamagedLine
+from lab.core.records import FIELDS
 from lab.store import Run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -37,7 +37,7 @@ def lab_cli(monkeypatch):
 # --- import_run --------------------------------------------------------------------------------------
 
 def test_import_run_writes_records_and_a_manifest(tmp_path):
-    source = lab.io.import_run(AIPERF, "bench-a", root=tmp_path)
+    source = lab.imports.import_run(AIPERF, "bench-a", root=tmp_path)
     run = Run("bench-a", tmp_path)
     manifest = run.manifest
     assert manifest["experiment"] == "import" and manifest["synthetic"] is False
@@ -58,19 +58,19 @@ def test_import_run_writes_records_and_a_manifest(tmp_path):
 
 
 def test_parquet_holds_what_read_gives(tmp_path):
-    lab.io.import_run(AIPERF, "bench-b", root=tmp_path)
+    lab.imports.import_run(AIPERF, "bench-b", root=tmp_path)
     stored = columns.to_frame(pq.read_table(tmp_path / "bench-b" / "calls.parquet"))
-    read = lab.io.read(AIPERF)
+    read = lab.imports.read(AIPERF)
     for column in ("latency_ms", "ttft_ms", "tpot_ms", "output_tokens", "started_at", "http_status"):
         pd.testing.assert_series_equal(stored[column], read[column], check_names=False)
     assert stored["chunk_offsets_ms"].tolist() == read["chunk_offsets_ms"].tolist()
 
 
 def test_an_existing_run_is_never_overwritten(tmp_path):
-    lab.io.import_run(AIPERF, "bench-c", root=tmp_path)
+    lab.imports.import_run(AIPERF, "bench-c", root=tmp_path)
     before = (tmp_path / "bench-c" / "calls.parquet").read_bytes()
     with pytest.raises(ValueError, match="already exists"):
-        lab.io.import_run(FIXTURES / "otel" / "spans.jsonl", "bench-c", root=tmp_path)
+        lab.imports.import_run(FIXTURES / "otel" / "spans.jsonl", "bench-c", root=tmp_path)
     assert (tmp_path / "bench-c" / "calls.parquet").read_bytes() == before
 
 
@@ -78,7 +78,7 @@ def test_a_failed_import_leaves_no_run(tmp_path):
     bad = tmp_path / "results.json"
     bad.write_text('{"date": "x", "endpoint_type": "openai", "model_id": "m", "num_prompts": 3}')
     with pytest.raises(ValueError, match="--save-detailed"):
-        lab.io.import_run(bad, "broken", root=tmp_path / "runs")
+        lab.imports.import_run(bad, "broken", root=tmp_path / "runs")
     assert not (tmp_path / "runs" / "broken").exists()
 
 
@@ -90,7 +90,7 @@ def test_damaged_json_lines_are_reported_and_the_rest_imported(tmp_path):
     damaged.write_bytes(b"".join(lines[:3] + [b'{"metadata": {"request_start_ns": \n'] + lines[3:]
                                  + [lines[4][: len(lines[4]) // 2]]))  # a torn last line
     with pytest.warns(DamagedLine) as caught:
-        frame = lab.io.read(damaged, format="aiperf")
+        frame = lab.imports.read(damaged, format="aiperf")
     assert len(frame) == 40
     messages = [str(w.message) for w in caught]
     assert any(m.startswith(f"{damaged}:4:") for m in messages)
@@ -102,11 +102,11 @@ def test_damaged_gzip_and_otel_lines(tmp_path):
     packed = tmp_path / "spans.jsonl.gz"
     packed.write_bytes(gzip.compress(spans + b"{not json\n"))
     with pytest.warns(DamagedLine, match=r"spans\.jsonl\.gz:4: unreadable"):
-        assert len(lab.io.read(packed)) == 40
+        assert len(lab.imports.read(packed)) == 40
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(gzip.compress(AIPERF.read_bytes())[:-200])
     with pytest.warns(DamagedLine):
-        frame = lab.io.read(cut, format="aiperf")
+        frame = lab.imports.read(cut, format="aiperf")
     assert 0 < len(frame) < 40
 
 
@@ -114,13 +114,13 @@ def test_the_wrong_format_is_one_clear_error_and_no_run(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("latency_ms,status\n1,ok\n")
     with pytest.raises(ValueError, match=r"t\.csv:1: not a JSON line of this format .* check --format"):
-        lab.io.import_run(table, "wrong", format="aiperf", root=tmp_path)
+        lab.imports.import_run(table, "wrong", format="aiperf", root=tmp_path)
     with pytest.raises(ValueError, match=r"t\.csv:1: not OTLP JSON"):
-        lab.io.read(table, format="otel")
+        lab.imports.read(table, format="otel")
     no_genai = tmp_path / "http.jsonl"
     no_genai.write_text(json.dumps({"resourceSpans": []}) + "\n")
     with pytest.raises(ValueError, match="holds no calls as otel reads them"):
-        lab.io.import_run(no_genai, "empty", root=tmp_path)
+        lab.imports.import_run(no_genai, "empty", root=tmp_path)
     assert not (tmp_path / "wrong").exists() and not (tmp_path / "empty").exists()
 
 
@@ -128,7 +128,7 @@ def test_a_damaged_single_document_is_one_clear_error(tmp_path):
     cut = tmp_path / "vllm.json"
     cut.write_bytes((FIXTURES / "vllm_bench" / "vllm_bench_serve.json").read_bytes()[:5000])
     with pytest.raises(ValueError, match=r"vllm\.json:1: not valid JSON .* cut short"):
-        lab.io.read(cut)
+        lab.imports.read(cut)
 
 
 # --- csv and Parquet -----------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_csv_with_a_mapping_and_units(tmp_path):
     mapping = {"started_at": "ts:s", "latency_ms": "e2e_s:s", "ttft_ms": "first_ms", "output_tokens": "out",
                "http_status": "code", "model": "who"}
     with pytest.warns(DamagedLine) as caught:
-        frame = lab.io.read(table, mapping=mapping)
+        frame = lab.imports.read(table, mapping=mapping)
     assert [str(w.message).split(": ")[0] for w in caught] == [f"{table}:5", f"{table}:6"]
     assert "4 fields where the header has 6" in str(caught[0].message)
     assert "column 'e2e_s' holds 1 value(s) that are not numbers" in str(caught[1].message)
@@ -156,17 +156,17 @@ def test_csv_with_a_mapping_and_units(tmp_path):
     assert pd.isna(frame["ttft_ms"][1]) and frame["model"].tolist() == ["gpt-x", "gpt-x", "gpt-y", "gpt-y"]
     assert set(frame["endpoint"]) == {"csv:gateway.csv"}
     with pytest.warns(DamagedLine):
-        missing = lab.io.inspect(table, mapping=mapping).missing_fields
+        missing = lab.imports.inspect(table, mapping=mapping).missing_fields
     assert "tpot_ms" in missing and "latency_ms" not in missing
 
 
 def test_a_frame_of_records_round_trips_through_parquet_without_a_mapping(tmp_path):
-    frame = lab.io.read(AIPERF)
+    frame = lab.imports.read(AIPERF)
     path = tmp_path / "calls.parquet"
     columns.conform(pa.Table.from_pandas(frame.drop(columns=["attempt_errors"]), preserve_index=False)) \
         .to_pandas().to_parquet(path)
-    assert lab.io.detect(path) == "csv"
-    again = lab.io.read(path)
+    assert lab.imports.detect(path) == "csv"
+    again = lab.imports.read(path)
     for column in ("latency_ms", "status", "error_type", "started_at", "output_tokens"):
         pd.testing.assert_series_equal(again[column], frame[column], check_names=False, check_dtype=False)
     assert again["chunk_offsets_ms"].tolist() == frame["chunk_offsets_ms"].tolist()
@@ -176,15 +176,15 @@ def test_mapping_mistakes_say_what_to_do(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="'latency' is not a record field"):
-        lab.io.read(table, mapping={"latency": "a"})
+        lab.imports.read(table, mapping={"latency": "a"})
     with pytest.raises(ValueError, match="unknown unit 'h'"):
-        lab.io.read(table, mapping={"latency_ms": "a:h"})
+        lab.imports.read(table, mapping={"latency_ms": "a:h"})
     with pytest.raises(ValueError, match="has no column 'c'"):
-        lab.io.read(table, mapping={"latency_ms": "c"})
+        lab.imports.read(table, mapping={"latency_ms": "c"})
     with pytest.raises(ValueError, match="no column of .* is a record field: map them"):
-        lab.io.read(table, format="csv")
+        lab.imports.read(table, format="csv")
     with pytest.raises(ValueError, match="--map applies to the csv format only"):
-        lab.io.read(AIPERF, format="aiperf", mapping={"latency_ms": "a"})
+        lab.imports.read(AIPERF, format="aiperf", mapping={"latency_ms": "a"})
 
 
 # --- detection -----------------------------------------------------------------------------------
@@ -193,15 +193,15 @@ def test_detection_names_the_formats_when_it_cannot_tell(tmp_path):
     unknown = tmp_path / "notes.json"
     unknown.write_text('{"hello": "world"}')
     with pytest.raises(ValueError, match="cannot tell the format .* one of aiperf, genai-perf, guidellm"):
-        lab.io.read(unknown)
+        lab.imports.read(unknown)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(ValueError, match="is empty"):
-        lab.io.read(empty)
+        lab.imports.read(empty)
     with pytest.raises(ValueError, match="unknown format 'jmeter': use one of aiperf"):
-        lab.io.read(AIPERF, format="jmeter")
-    assert lab.io.read(AIPERF, format="AIPERF").shape[0] == 40
-    assert lab.io.read(FIXTURES / "vllm_bench" / "vllm_bench_serve.json", format="vllm_bench").shape[0] == 40
+        lab.imports.read(AIPERF, format="jmeter")
+    assert lab.imports.read(AIPERF, format="AIPERF").shape[0] == 40
+    assert lab.imports.read(FIXTURES / "vllm_bench" / "vllm_bench_serve.json", format="vllm_bench").shape[0] == 40
 
 
 def test_every_fixture_is_detected_by_content(tmp_path):
@@ -212,8 +212,8 @@ def test_every_fixture_is_detected_by_content(tmp_path):
     for name, format in expected.items():
         renamed = tmp_path / f"source-{format}"  # detection reads content, not names
         shutil.copy(FIXTURES / name, renamed)
-        assert lab.io.detect(renamed) == format, name
-        frame = lab.io.read(renamed)
+        assert lab.imports.detect(renamed) == format, name
+        frame = lab.imports.read(renamed)
         assert list(frame.columns) == list(FIELDS) and len(frame) == 40
 
 
@@ -301,7 +301,7 @@ def test_otel_first_chunk_attribute_chunk_events_and_other_spans(tmp_path):
             "attributes": [attribute("http.request.method", "POST")]}
     path = tmp_path / "traces.jsonl"
     path.write_text(otlp_line(chat, http) + "\n" + otlp_line(chunked, failed) + "\n")
-    frame = lab.io.read(path)
+    frame = lab.imports.read(path)
     assert len(frame) == 3  # the HTTP span is not an inference
     assert frame["ttft_ms"].tolist()[:2] == [250.0, 300.0] and pd.isna(frame["ttft_ms"][2])
     assert frame["latency_ms"].tolist()[:2] == [900.0, 900.0]
@@ -318,8 +318,8 @@ def test_litellm_spend_logs_as_json_lines_with_metadata_objects(tmp_path):
         row["metadata"] = json.loads(row["metadata"])  # a database export keeps it as an object
     path = tmp_path / "spend.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert lab.io.detect(path) == "litellm"
-    frame = lab.io.read(path)
-    listed = lab.io.read(FIXTURES / "litellm" / "spend_logs.json.gz")
+    assert lab.imports.detect(path) == "litellm"
+    frame = lab.imports.read(path)
+    listed = lab.imports.read(FIXTURES / "litellm" / "spend_logs.json.gz")
     for column in ("status", "error_type", "http_status", "error_message", "output_tokens", "latency_ms"):
         assert frame[column].tolist() == listed[column].tolist(), column

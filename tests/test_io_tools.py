@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import lab.io
-from lab.records import FIELDS
+import lab.imports
+from lab.core.records import FIELDS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REL = 1e-9
@@ -36,12 +36,12 @@ def gaps(frame: pd.DataFrame) -> np.ndarray:
 @pytest.fixture(scope="module")
 def aiperf() -> tuple[pd.DataFrame, dict]:
     folder = FIXTURES / "aiperf"
-    return lab.io.read(folder / "profile_export.jsonl"), json.loads((folder / "profile_export_aiperf.json").read_text())
+    return lab.imports.read(folder / "profile_export.jsonl"), json.loads((folder / "profile_export_aiperf.json").read_text())
 
 
 def test_aiperf_counts_and_error_rate_equal_aiperfs(aiperf):
     frame, summary = aiperf
-    assert lab.io.detect(FIXTURES / "aiperf" / "profile_export.jsonl") == "aiperf"
+    assert lab.imports.detect(FIXTURES / "aiperf" / "profile_export.jsonl") == "aiperf"
     assert list(frame.columns) == list(FIELDS)
     assert len(ok_rows(frame)) == summary["request_count"]["avg"] == 35
     assert (frame["status"] == "error").sum() == summary["error_request_count"]["avg"] == 5
@@ -98,7 +98,7 @@ def guidellm_percentile(values: np.ndarray, weights: np.ndarray, probability: fl
 @pytest.fixture(scope="module")
 def guidellm() -> tuple[pd.DataFrame, dict]:
     path = FIXTURES / "guidellm" / "benchmarks.json.gz"
-    return lab.io.read(path), json.loads(gzip.decompress(path.read_bytes()))["benchmarks"][0]["metrics"]
+    return lab.imports.read(path), json.loads(gzip.decompress(path.read_bytes()))["benchmarks"][0]["metrics"]
 
 
 def test_guidellm_counts_and_error_rate_equal_guidellms(guidellm):
@@ -138,7 +138,7 @@ def test_guidellm_percentiles_equal_guidellms(guidellm, metric, column, scale, w
 @pytest.fixture(scope="module")
 def vllm_bench() -> tuple[pd.DataFrame, dict]:
     path = FIXTURES / "vllm_bench" / "vllm_bench_serve.json"
-    return lab.io.read(path), json.loads(path.read_text())
+    return lab.imports.read(path), json.loads(path.read_text())
 
 
 def test_vllm_bench_counts_equal_vllms(vllm_bench):
@@ -173,7 +173,7 @@ def test_vllm_bench_percentiles_equal_vllms(vllm_bench, metric):
 def genai_perf() -> tuple[pd.DataFrame, dict]:
     folder = FIXTURES / "genai_perf"
     statistics = json.loads((folder / "genai_perf_statistics.json").read_text())
-    return lab.io.read(folder / "profile_export.json.gz"), statistics
+    return lab.imports.read(folder / "profile_export.json.gz"), statistics
 
 
 @pytest.mark.parametrize("metric", ["request_latency", "time_to_first_token", "time_to_second_token"])
@@ -191,7 +191,7 @@ def test_genai_perf_text_and_lacking_tokens(genai_perf):
     frame, stats = genai_perf
     assert (frame["text"] != "").all() and set(frame["model"]) == {"emulator-model"}
     assert frame["output_tokens"].isna().all()  # genai-perf counts tokens with a tokenizer; the file has none
-    source = lab.io.inspect(FIXTURES / "genai_perf" / "profile_export.json.gz")
+    source = lab.imports.inspect(FIXTURES / "genai_perf" / "profile_export.json.gz")
     assert {"output_tokens", "input_tokens", "tpot_ms"} <= set(source.missing_fields)
     assert "chunk_offsets_ms" not in source.missing_fields
 
@@ -212,8 +212,8 @@ def emulator_log(folder: str) -> pd.DataFrame:
 @pytest.mark.parametrize("name", ["standard_logging_payload.jsonl.gz", "spend_logs.json.gz"])
 def test_litellm_records_match_the_calls_the_emulator_answered(name):
     path = FIXTURES / "litellm" / name
-    frame, served = lab.io.read(path), emulator_log("litellm")
-    assert lab.io.detect(path) == "litellm"
+    frame, served = lab.imports.read(path), emulator_log("litellm")
+    assert lab.imports.detect(path) == "litellm"
     assert len(frame) == len(served) == 40
     assert (frame["status"] == "error").sum() == (served["outcome"] == "error").sum() == 6
     assert sorted(ok_rows(frame)["output_tokens"]) == sorted(served.loc[served["outcome"] == "ok", "output_tokens"])
@@ -228,8 +228,8 @@ def test_litellm_records_match_the_calls_the_emulator_answered(name):
 
 
 def test_litellm_payloads_and_spend_logs_agree():
-    payload = lab.io.read(FIXTURES / "litellm" / "standard_logging_payload.jsonl.gz").sort_values("started_at")
-    spend = lab.io.read(FIXTURES / "litellm" / "spend_logs.json.gz").sort_values("started_at")
+    payload = lab.imports.read(FIXTURES / "litellm" / "standard_logging_payload.jsonl.gz").sort_values("started_at")
+    spend = lab.imports.read(FIXTURES / "litellm" / "spend_logs.json.gz").sort_values("started_at")
     for column in ("status", "error_type", "http_status", "input_tokens", "output_tokens", "model", "provider"):
         assert payload[column].tolist() == spend[column].tolist(), column
     assert np.allclose(payload["latency_ms"], spend["latency_ms"], atol=0.001)
@@ -237,8 +237,8 @@ def test_litellm_payloads_and_spend_logs_agree():
 
 def test_otel_spans_match_the_calls_the_emulator_answered():
     path = FIXTURES / "otel" / "spans.jsonl"
-    frame, served = lab.io.read(path), emulator_log("otel")
-    assert lab.io.detect(path) == "otel"
+    frame, served = lab.imports.read(path), emulator_log("otel")
+    assert lab.imports.detect(path) == "otel"
     assert len(frame) == len(served) == 40
     assert (frame["status"] == "error").sum() == (served["outcome"] == "error").sum()
     assert sorted(ok_rows(frame)["output_tokens"]) == sorted(served.loc[served["outcome"] == "ok", "output_tokens"])

@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 from lab import llm, records_frame
-from lab.config import ConfigurationError
+from lab.core.config import ConfigurationError
 from lab.emulator import Emulator, FaultRule, LatencyProfile
 
 PROVIDERS = ["anthropic", "openai", "openai-compatible"]

@@ -11,7 +11,9 @@ import threading
 import numpy as np
 import pytest
 
-from lab import config, llm, prices
+from lab import llm
+from lab.core import config
+from lab.core import prices
 from lab.emulator import Emulator, FaultRule, LatencyProfile
 from lab.hedge import RecentPercentile, Route, single
 from lab.llm import clients

@@ -11,9 +11,10 @@ import re
 import numpy as np
 import pytest
 
-from lab import llm, openloop
+from lab import llm
+from lab.collect import openloop
 from lab.emulator import Emulator, LatencyProfile
-from lab.timing import frozen_heap, refreeze
+from lab.core.timing import frozen_heap, refreeze
 
 
 def _drive(emu: Emulator, offsets: list[float], early_s: float) -> list:

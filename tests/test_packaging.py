@@ -84,8 +84,9 @@ def free_port() -> int:
 
 NOTEBOOK_SETUP = """import pandas as pd
 import lab
-from lab import prices, report
-from lab.paths import REFERENCE_DIR
+from lab import report
+from lab.core import prices
+from lab.core.paths import REFERENCE_DIR
 print("lab from", lab.__file__)
 print("priced:", prices.cost_usd("anthropic", "claude-haiku-4-5", 1000, 1000) is not None)
 windows = pd.read_csv(REFERENCE_DIR / "experiment1_windows.csv")

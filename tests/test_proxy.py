@@ -20,7 +20,7 @@ from stubs import Scripted, StubServer, anthropic_message
 
 from lab.emulator import Emulator
 from lab.proxy import Proxy
-from lab.records import decode_offsets
+from lab.core.records import decode_offsets
 from lab.store import Run
 
 PROFILE = "fixed:ttft_ms=20,itl_ms=2,output_tokens=12"

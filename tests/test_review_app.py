@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from lab.emulator import Emulator, FaultRule, LatencyProfile
-from lab.review import app, emulated, experiment, scoring
+from lab.review import app, emulated, scoring
+from lab.collect import review
 from lab.review.schema import Findings
 from lab.store import Run
 
@@ -26,7 +27,7 @@ def emulator():
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
 def test_three_call_sites(emulator, provider):
     chunks = []
-    result = app.review(experiment.SAMPLE, on_text=chunks.append, provider=provider, model=MODELS[provider],
+    result = app.review(review.SAMPLE, on_text=chunks.append, provider=provider, model=MODELS[provider],
                         base_url=emulator.url_for(provider))
     assert all(r.ok for r in result.records), [r.error_message for r in result.records]
     assert [r.kind for r in result.records] == ["complete", "stream", "json"]
@@ -43,14 +44,14 @@ def test_switching_provider_is_one_environment_variable(emulator, monkeypatch):
     for provider in ("anthropic", "openai"):
         monkeypatch.setenv("LLM_PROVIDER", provider)
         monkeypatch.setenv("LLM_MODEL", MODELS[provider])
-        result = app.review(experiment.SAMPLE)
+        result = app.review(review.SAMPLE)
         assert {r.provider for r in result.records} == {provider} and result.score is not None
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
 def test_malformed_or_partial_json_is_recorded_not_raised(provider):
     with Emulator(FAST, responder=emulated.reviewer(), faults=[FaultRule("malformed_json")]) as emu:
-        findings = app.summarize(experiment.SAMPLE.read_text(), "sample_code.py", provider=provider,
+        findings = app.summarize(review.SAMPLE.read_text(), "sample_code.py", provider=provider,
                                  model=MODELS[provider], base_url=emu.url_for(provider))
     assert findings.data is None and not findings.ok
     assert findings.record.error_type == "invalid_json" and findings.record.text  # the partial answer is kept
@@ -59,7 +60,7 @@ def test_malformed_or_partial_json_is_recorded_not_raised(provider):
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
 def test_cut_stream_and_overload_are_recorded_not_raised(provider):
     with Emulator(FAST, responder=emulated.reviewer(), faults=[FaultRule("cut_stream")]) as emu:
-        result = app.review(experiment.SAMPLE, provider=provider, model=MODELS[provider],
+        result = app.review(review.SAMPLE, provider=provider, model=MODELS[provider],
                             base_url=emu.url_for(provider))
     assert {r.error_type for r in result.records} == {"cut_stream"}
     assert result.score is None and result.findings.data is None
@@ -68,7 +69,7 @@ def test_cut_stream_and_overload_are_recorded_not_raised(provider):
 def test_the_terminal_command_reviews_a_file(emulator):
     env = {**os.environ, "LLM_PROVIDER": "openai", "LLM_MODEL": "gpt-5-mini",
            "OPENAI_BASE_URL": emulator.url_for("openai"), "OPENAI_API_KEY": "sk-test-not-a-real-key"}
-    done = subprocess.run([sys.executable, "-m", "lab.review", str(experiment.SAMPLE)], env=env,
+    done = subprocess.run([sys.executable, "-m", "lab.review", str(review.SAMPLE)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     for heading in ("Overall assessment", "Line-by-line feedback", "Findings", "score:"):
@@ -87,7 +88,7 @@ def test_collection_resumes_and_replays(tmp_path):
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert "0 reviews made, 3 already recorded" in again.stdout
 
-    calls, reviews = experiment.load("rv", tmp_path)
+    calls, reviews = review.reviews(Run("rv", tmp_path))
     assert len(calls) == 9 and len(reviews) == 3
     assert reviews["synthetic"].all() and reviews["score"].notna().all()
-    assert Run("rv", tmp_path).manifest["experiment"] == experiment.EXPERIMENT
+    assert Run("rv", tmp_path).manifest["experiment"] == review.EXPERIMENT

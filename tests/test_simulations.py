@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lab import coverage, simulations
-from lab.config import REPLAY_ONLY
+from lab.analysis import coverage
+from lab.analysis import simulations
+from lab.core.config import REPLAY_ONLY
 from lab.emulator import profiles
 from lab.store import Run
 

@@ -1,4 +1,4 @@
-"""lab.stats: the summaries, tests and calibration helpers behave as the libraries they wrap."""
+"""lab.analysis.stats: the summaries, tests and calibration helpers behave as the libraries they wrap."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
 
-from lab import stats as ls
-from lab.records import CallRecord, records_frame
+from lab.analysis import stats as ls
+from lab.core.records import CallRecord, records_frame
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

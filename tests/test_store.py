@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import endpoints, experiment
+from lab.core import endpoints
+from lab.collect import experiment
 from lab.emulator import Emulator, LatencyProfile
-from lab.recorder import Recorder
+from lab.collect.recorder import Recorder
 from lab.store import CallKey, DamagedLine, MissingRecord, Run
 
 from events import wait_until_blocked_on
@@ -118,7 +119,7 @@ def test_sigkill_at_any_moment_then_resume_gives_exactly_the_planned_records(tmp
 
     finished = subprocess.run(collect_cmd("killed", n=40), env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
-    frame = experiment.load("killed", root=tmp_path)  # any torn line is reported as a DamagedLine warning
+    frame = experiment.load(Run("killed", tmp_path))  # any torn line is reported as a DamagedLine warning
     assert len(frame) == 2 * 40 * 2  # models x samples x kinds
     assert not frame.duplicated(["model", "sample", "kind"]).any()
     keys = [json.loads(line)["key"] for line in calls.read_text().splitlines() if line.endswith("}}")]
@@ -135,11 +136,11 @@ def test_a_torn_last_line_is_reported_and_its_call_collected_again(tmp_path):
 
     with pytest.warns(DamagedLine, match=rf"calls\.jsonl:{len(lines)}: incomplete"):
         with pytest.raises(MissingRecord, match="lab collect variance --run torn"):
-            experiment.load("torn", root=tmp_path)
+            experiment.load(Run("torn", tmp_path))
     resumed = subprocess.run(collect_cmd("torn", n=3), env=env, capture_output=True, text=True, timeout=300)
     assert "1 calls made, 11 already recorded" in resumed.stdout
     with pytest.warns(DamagedLine):  # the torn line stays in the file, and is still reported
-        assert len(experiment.load("torn", root=tmp_path)) == 12
+        assert len(experiment.load(Run("torn", tmp_path))) == 12
 
 
 def test_a_damaged_line_in_the_middle_is_reported_not_fatal(tmp_path, emulator):

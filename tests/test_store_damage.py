@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from lab import store
-from lab.records import CallRecord
+from lab.core.records import CallRecord
 from lab.store import DamagedLine, Run
 
 COMMITTED = Path(__file__).resolve().parents[1] / "data" / "runs" / "hedging-demo" / "outcomes.jsonl.gz"
@@ -230,8 +230,8 @@ def test_a_manifest_without_sessions_is_sound(tmp_path):
 
 
 def os_with(monkeypatch, **replaced) -> None:
-    """Give lab.lines (and only it) an ``os`` whose named functions are test doubles."""
-    from lab import lines
+    """Give lab.store.lines (and only it) an ``os`` whose named functions are test doubles."""
+    from lab.store import lines
 
     monkeypatch.setattr(lines, "os", types.SimpleNamespace(**{**vars(os), **replaced}))
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import experiment
-from lab.review import experiment as review_experiment
+from lab.collect import experiment, review
 from lab.store import Run, run_ids, runs_dir
 
 
@@ -64,15 +63,10 @@ def test_an_explicit_root_still_works(tmp_path, monkeypatch):
 
 
 def test_the_experiment_loaders_default_to_runs_dir(project, monkeypatch):
-    import inspect
-
-    for load in (experiment.load, review_experiment.load):
-        assert inspect.signature(load).parameters["root"].default is None
     monkeypatch.chdir(project / "notebooks")
-    with pytest.raises(Exception, match=str(project / "data" / "runs" / "absent")):
-        experiment.load("absent")  # looked for in the project's runs, found nowhere
-    with pytest.raises(Exception, match=str(project / "data" / "runs" / "absent")):
-        review_experiment.load("absent")
+    for load in (experiment.load, review.reviews):  # a run id is looked for in the project's runs, found nowhere
+        with pytest.raises(Exception, match=str(project / "data" / "runs" / "absent")):
+            load("absent")
 
 
 def test_no_module_keeps_a_runs_dir_constant():

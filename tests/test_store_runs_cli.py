@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab import cli
-from lab.records import CallRecord
+from lab.core.records import CallRecord
 from lab.store import Run
 
 ROOT = Path(__file__).resolve().parents[1]

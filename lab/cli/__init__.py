@@ -15,13 +15,13 @@ import warnings
 
 from pydantic import ValidationError
 
-from lab import config
+from lab.core import config
 from lab.cli import analyze, collect, imports, proxy, runs, tools
 from lab.cli.common import Parser, UsageError
-from lab.redact import guard_logging, redact
+from lab.core.redact import guard_logging, redact
 from lab.report import NotebookFailed
 from lab.store import MissingRecord, RunBusy
-from lab.validation import one_line
+from lab.core.validation import one_line
 
 GROUPS = (tools, collect, runs, imports, analyze, proxy)
 

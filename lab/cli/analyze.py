@@ -13,7 +13,7 @@ METRIC_NAMES = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "latency_ms", "gap"
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from lab import analysis
+    from lab.analysis import analyze as analysis
 
     page = analysis.analyze(args.run, args.out)
     print(f"wrote {page}")
@@ -21,7 +21,9 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from lab import analysis, compare, stats
+    from lab.analysis import analyze as analysis
+    from lab.analysis import compare
+    from lab.analysis import stats
 
     by = [c for c in (args.by or "").split(",") if c]
     unknown = set(by) - {"target", "task", "window", "provider", "model", "kind"}
@@ -50,7 +52,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _quantiles(table):  # noqa: ANN001, ANN202 (frames)
-    from lab import stats
+    from lab.analysis import stats
 
     table = table.assign(value=[stats.fmt_interval(r.estimate, r.low, r.high, ",.1f") for r in table.itertuples()])
     wide = table.pivot_table(index=["side", "n"], columns="percentile", values="value", aggfunc="first", sort=False)

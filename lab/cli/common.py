@@ -76,8 +76,8 @@ PORT = number(int, minimum=1, maximum=65535, what="a TCP port")
 
 
 def http_url(value: str) -> str:
-    """An http:// or https:// URL with a host (see :func:`lab.endpoints.http_url`)."""
-    from lab.endpoints import http_url as checked
+    """An http:// or https:// URL with a host (see :func:`lab.core.endpoints.http_url`)."""
+    from lab.core.endpoints import http_url as checked
 
     try:
         return checked(value)

@@ -11,9 +11,9 @@ from lab.cli.common import UsageError, run_id
 
 
 def _import(args: argparse.Namespace) -> int:
-    from lab import io
-    from lab.io.csv import parse_mapping
-    from lab.lines import DamagedLine
+    from lab import imports as io
+    from lab.imports.table import parse_mapping
+    from lab.store.lines import DamagedLine
     from lab.store import Run
 
     path = Path(args.path)
@@ -44,7 +44,7 @@ def _pairs(pairs: list[str] | None) -> dict[str, str] | None:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from lab.io import FORMATS
+    from lab.imports import FORMATS
 
     command = commands.add_parser(
         "import", help="store another tool's per-request results (AIPerf, GuideLLM, LiteLLM, ...) as a run",

@@ -90,7 +90,7 @@ def _outcome(where: Any, entry: dict[str, Any]) -> tuple[bool, bool] | None:
     if None in records:
         return None
     ok = entry["ok"] if isinstance(entry.get("ok"), bool) else all(r.ok for r in records)
-    return ok, any(r.synthetic for r in records)  # as lab.hedge.scenarios.load counts an outcome
+    return ok, any(r.synthetic for r in records)  # as lab.collect.hedging.load counts an outcome
 
 
 def _n(count: int, one: str, many: str) -> str:

@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab import config
+from lab.core import config
 from lab.cli.common import PORT, SEED, UsageError, emulator_profile
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from lab import doctor
+    from lab.llm import doctor
 
     providers = [args.provider] if args.provider else list(config.PROVIDERS)
     checks = [doctor.check(p, call=args.call) for p in providers]

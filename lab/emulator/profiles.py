@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lab.paths import REFERENCE_DIR
+from lab.core.paths import REFERENCE_DIR
 
 
 TTFT_SHARE = 0.3

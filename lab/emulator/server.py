@@ -3,7 +3,7 @@
 Each chat request becomes a :class:`Plan` (what bytes to send, at which offset from the moment
 it was received) built from its latency draw, fault and answer; the writer then sleeps until
 each offset, so delays never accumulate scheduling error. Its event loop has microsecond timers
-(:mod:`lab.timing`): ``epoll_wait`` rounds timeouts up to whole milliseconds, and a
+(:mod:`lab.core.timing`): ``epoll_wait`` rounds timeouts up to whole milliseconds, and a
 sub-millisecond overhead budget would not survive that.
 
 Misuse never reaches a traceback: a malformed request, an unknown path, a wrong method, an
@@ -30,8 +30,9 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from lab import endpoints, jsontext
-from lab.llm.replies import SYNTHETIC_HEADER
+from lab.core import endpoints
+from lab.core import jsontext
+from lab.core.replies import SYNTHETIC_HEADER
 from lab.emulator.content import (
     ChatRequest,
     Responder,
@@ -46,7 +47,7 @@ from lab.emulator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lab.emulator.metrics import Metrics
 from lab.emulator.profiles import MAX_TOKENS_PARAMETER, Draw, LatencyProfile, ProfileSet, profile_set, request_rng
 from lab.emulator.wire import ERROR_MESSAGES, WIRES, Reply, Wire, WireError, wire_for_path
-from lab.timing import (frozen_heap, hold_short_thread_switches, new_event_loop, release_short_thread_switches,
+from lab.core.timing import (frozen_heap, hold_short_thread_switches, new_event_loop, release_short_thread_switches,
                         sleep_until)
 
 KEY_HEADER = "x-emulator-key"

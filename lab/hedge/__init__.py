@@ -3,17 +3,17 @@ latencies, and live scenarios against emulators.
 
 * :mod:`lab.hedge.policies`: ``single``, ``fallback``, ``hedge`` and the ``Outcome`` they return.
 * :mod:`lab.hedge.delays`: ``RecentPercentile``, a delay learned from recent requests, censoring-aware.
-* :mod:`lab.hedge.simulate`: hedged latency ``min(L1, d + L2)`` on recorded calls, with intervals; the
+* :mod:`lab.analysis.hedging`: hedged latency ``min(L1, d + L2)`` on recorded calls, with intervals; the
   effects of measured arms and how to state them.
-* :mod:`lab.hedge.stall`: the cut as a function of the primary's stall length, on calls drawn from profiles.
-* :mod:`lab.hedge.scenarios`: open-loop scenarios on loopback emulators, recorded in a run.
+* :mod:`lab.analysis.stalls`: the cut as a function of the primary's stall length, on calls drawn from profiles.
+* :mod:`lab.collect.hedging`: open-loop scenarios on loopback emulators, recorded in a run.
 """
 
 import importlib
 from typing import Any
 
 SCENARIOS = ("healthy", "heavy_tail", "haiku_tail", "outage", "rate_limited", "correlated", "slow_backup")
-"""The names of :func:`lab.hedge.scenarios.scenarios`, in order, known without loading them."""
+"""The names of :func:`lab.collect.hedging.scenarios`, in order, known without loading them."""
 
 _EXPORTS = {"Outcome": "policies", "Route": "policies", "estimate_cost": "policies", "fallback": "policies",
             "hedge": "policies", "single": "policies", "RecentPercentile": "delays"}

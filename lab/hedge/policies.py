@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from lab import config, llm, prices
-from lab.records import CallRecord
+from lab import llm
+from lab.core import config
+from lab.core import prices
+from lab.core.records import CallRecord
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@
 
 The provider comes from ``provider=`` or ``LLM_PROVIDER``; the model from ``model=``, the
 provider's own variable (``ANTHROPIC_MODEL``, ``OPENAI_MODEL``, ``OPENAI_COMPATIBLE_MODEL``),
-then ``LLM_MODEL`` for the ``LLM_PROVIDER`` provider, then :data:`lab.config.DEFAULT_MODELS`.
+then ``LLM_MODEL`` for the ``LLM_PROVIDER`` provider, then :data:`lab.core.config.DEFAULT_MODELS`.
 """
 
 import importlib
 from typing import Any
 
-from lab.config import DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, ConfigurationError
+from lab.core.config import DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, ConfigurationError
 from lab.llm.retry import NO_RETRY, RetryPolicy
 
 _API = ("AsyncTextStream", "Completion", "TextStream", "acomplete", "acomplete_json", "astream", "complete",

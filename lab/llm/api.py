@@ -1,9 +1,9 @@
 """One API for every provider: complete, stream and complete_json, with async twins.
 
-Every call is timed and returns its :class:`~lab.records.CallRecord`. Provider errors,
+Every call is timed and returns its :class:`~lab.core.records.CallRecord`. Provider errors,
 timeouts, cut streams, replies in an unexpected shape and invalid JSON become records with
 ``status="error"``; they never raise. Only a set-up that cannot make a call at all raises
-:class:`~lab.config.ConfigurationError`.
+:class:`~lab.core.config.ConfigurationError`.
 
 What the clock holds (see :mod:`lab.llm.transport`): from the moment the first attempt's
 request is handed to the HTTP transport, with a client that already exists, to the arrival of
@@ -28,16 +28,17 @@ from datetime import UTC, datetime, timedelta
 from queue import SimpleQueue
 from typing import Any
 
-from lab import config, prices
-from lab.config import DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S
+from lab.core import config
+from lab.core import prices
+from lab.core.config import DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S
 from lab.llm import clients, schemas
 from lab.llm.completion import Completion
 from lab.llm.providers import ADAPTERS, CutStream, Failure, Reply, Request, classify, events, stream_headers
-from lab.llm.replies import NOTHING
+from lab.core.replies import NOTHING
 from lab.llm.retry import NO_RETRY, RetryPolicy
 from lab.llm.transport import ATTEMPT, PLANNED, Clock
-from lab.records import AttemptError, CallRecord, Kind, timed_fields
-from lab.redact import clean_url
+from lab.core.records import AttemptError, CallRecord, Kind, timed_fields
+from lab.core.redact import clean_url
 
 
 _CANCELLED = Failure("cancelled", None, "the caller stopped reading the stream")

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from lab.timing import frozen_heap, refreeze
+from lab.core.timing import frozen_heap, refreeze
 
 T = TypeVar("T")
 Factory = Callable[[], Any]
@@ -95,7 +95,7 @@ _backend_loaded = False
 @contextlib.asynccontextmanager
 async def session() -> AsyncIterator[None]:
     """``async with lab.llm.session():`` calls inside the block share clients closed at its end, and
-    full garbage collections stay short while they run (:func:`lab.timing.frozen_heap`)."""
+    full garbage collections stay short while they run (:func:`lab.core.timing.frozen_heap`)."""
     mine = Pool()
     token = _session.set(mine)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lab.records import CallRecord
+from lab.core.records import CallRecord
 
 
 @dataclass(frozen=True)

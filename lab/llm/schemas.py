@@ -7,7 +7,7 @@ from typing import Any
 
 import pydantic
 
-from lab import jsontext
+from lab.core import jsontext
 
 Schema = dict[str, Any] | type[pydantic.BaseModel]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx2
 
-from lab.timing import sleep_until
+from lab.core.timing import sleep_until
 
 _CONNECT_PHASES = ("connection.connect_tcp.", "connection.connect_unix_socket.", "connection.start_tls.")
 
@@ -67,7 +67,7 @@ class Clock:
 ATTEMPT: ContextVar[Clock | None] = ContextVar("lab_llm_attempt", default=None)
 PLANNED: ContextVar[int | None] = ContextVar("lab_llm_planned_send", default=None)
 """The planned send time (``time.perf_counter_ns``) of calls made in this context, set by an
-open-loop driver (:mod:`lab.openloop`): their records get ``scheduled_at`` and ``send_lag_ms``, and a
+open-loop driver (:mod:`lab.collect.openloop`): their records get ``scheduled_at`` and ``send_lag_ms``, and a
 request ready before that time is held at the transport until it."""
 
 
@@ -102,7 +102,7 @@ class TimedTransport(httpx2.AsyncBaseTransport):
         if clock.sent_ns is None:  # a redirect is part of the same attempt
             planned = PLANNED.get()
             if planned is not None and time.perf_counter_ns() < planned:
-                await sleep_until(planned / 1e9)  # prepared early (lab.openloop.drive's early_s): released on time
+                await sleep_until(planned / 1e9)  # prepared early (lab.collect.openloop.drive's early_s): released on time
             clock.send()
         response = await self._inner.handle_async_request(request)
         clock.last_byte_ns = time.perf_counter_ns()  # the status line and headers

@@ -46,10 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lab.config import DEFAULT_ENDPOINTS, PROVIDERS
+from lab.core.config import DEFAULT_ENDPOINTS, PROVIDERS
 from lab.proxy.wire import ANTHROPIC, FORMATS, OPENAI
-from lab import endpoints
-from lab.redact import clean_url
+from lab.core import endpoints
+from lab.core.redact import clean_url
 
 DEFAULT_URLS = {api: str(DEFAULT_ENDPOINTS[api]) for api in FORMATS}
 DEFAULT_TIMEOUT_S = 600.0
@@ -195,7 +195,7 @@ class Policy:
 
 
 def check_url(url: str, what: str = "upstream URL") -> str:
-    """An http(s) URL with a host, without a trailing slash (:func:`lab.endpoints.http_url`); raises
+    """An http(s) URL with a host, without a trailing slash (:func:`lab.core.endpoints.http_url`); raises
     :class:`PolicyError`."""
     try:
         return endpoints.http_url(url)

@@ -1,7 +1,7 @@
 """Turning attempts into call records, written off the response's critical path.
 
 Every attempt of an exchange (primary, hedge, fallback; winners, losers and shadows) becomes one
-:class:`~lab.records.CallRecord` in the run's ``calls.jsonl``, keyed by a
+:class:`~lab.core.records.CallRecord` in the run's ``calls.jsonl``, keyed by a
 :class:`~lab.store.CallKey` whose request is ``{"sha256": ..., "sample": n, "attempt": i}``: the
 hash of the caller's request body (never its text), the exchange's sequence number in the session
 and the attempt's index, so every key is unique. Each exchange also gets one line in
@@ -28,11 +28,11 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from lab import prices
-from lab.llm.replies import SYNTHETIC_HEADER
+from lab.core import prices
+from lab.core.replies import SYNTHETIC_HEADER
 from lab.proxy.wire import REQUEST_ID_HEADER
-from lab.records import CallRecord, timed_fields
-from lab.redact import clean_url, redact
+from lab.core.records import CallRecord, timed_fields
+from lab.core.redact import clean_url, redact
 from lab.store import CallKey, Run
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import jsontext
-from lab.llm.replies import NOTHING, Piece, count, error_type
-from lab.records import Kind
+from lab.core import jsontext
+from lab.core.replies import NOTHING, Piece, count, error_type
+from lab.core.records import Kind
 
 ANTHROPIC, OPENAI = "anthropic", "openai"
 FORMATS = (ANTHROPIC, OPENAI)

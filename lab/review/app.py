@@ -7,7 +7,7 @@
 
 The provider is chosen by ``provider=`` or ``LLM_PROVIDER`` and nothing else
 changes. ``client`` is ``lab.llm`` itself, or anything with the same three
-methods (e.g. a :class:`lab.recorder.Tagged` recorder, which stores the calls).
+methods (e.g. a :class:`lab.collect.recorder.Tagged` recorder, which stores the calls).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from lab import llm
-from lab.records import CallRecord
+from lab.core.records import CallRecord
 from lab.review import prompts
 from lab.review.schema import Findings
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import jsontext
-from lab.paths import DATA_DIR
+from lab.core import jsontext
+from lab.core.paths import DATA_DIR
 from lab.review.schema import Finding, KeyIssue
 
 KEY_PATH = DATA_DIR / "review" / "answer_key.json"

@@ -1,0 +1,135 @@
+"""Did this change make things slower? Is provider B worse than A? Two samples of a metric, compared.
+
+:func:`compare` answers for one metric: each side's median, p95 and p99 with distribution-free
+intervals (:func:`lab.analysis.stats.interval_summary`; "not estimable at this n" where the data cannot
+bound them), the difference and the ratio of medians with percentile-bootstrap intervals
+(``scipy.stats.bootstrap``), P(B slower than A) (the common-language effect size of the
+Mann-Whitney U statistic, with a bootstrap interval), a test for the body (Brunner-Munzel,
+``scipy.stats.brunnermunzel``: no equal-spread assumption; Mann-Whitney U where it is undefined) and one for the tail (Fisher's exact
+test, ``scipy.stats.fisher_exact``, on how many calls of each side exceed the pooled 95th
+percentile), each with the power it had to see B 10% slower (simulated from A's own calls), and
+equivalence by interval inclusion (the two one-sided tests at 5% are equivalent to a 90% interval
+of the ratio of medians lying within the margin, ±10%). Its one-line verdict never says "no
+difference" without that equivalence.
+
+:func:`compare_frames` does this per group (``target``, ``task``) and metric, on any two frames of
+call records, whatever produced them (two runs or two groups of one run: the lab, a proxy, an
+import from AIPerf).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from lab.analysis import stats
+
+METRICS = ("ttft_ms", "tpot_ms", "latency_ms")
+SHIFT = 0.10
+"""The shift each test's power is reported for, and the equivalence margin (B within 10% of A)."""
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric compared: ``table`` has one row per side (quantiles with intervals) and ``effects``
+    one row of differences, effect sizes, tests and powers; ``verdict`` says it in one line."""
+
+    metric: str
+    table: pd.DataFrame
+    effects: pd.Series
+    verdict: str
+
+
+def _draw_power(a: np.ndarray, n_b: int, test, *, n_sim: int, seed: int) -> float:
+    """Share of ``n_sim`` simulated comparisons that ``test`` rejects when B is A's calls 10% slower."""
+    slower = lambda rng: (rng.choice(a, len(a)), rng.choice(a, n_b) * (1 + SHIFT))  # noqa: E731
+    return float(stats.calibrate(test, None, slower, n_sim=n_sim, alpha=ALPHA, seed=seed)["rate"].item())
+
+
+def _body_test(x: np.ndarray, y: np.ndarray) -> float:
+    """Brunner-Munzel; where it is undefined (samples that do not overlap, or without spread), Mann-Whitney U."""
+    p = float(stats.brunnermunzel_pvalues(y, x))
+    if math.isnan(p):
+        p = float(stats.mannwhitney_pvalues(y, x))
+    return 1.0 if math.isnan(p) else p
+
+
+def _tail_test(x: np.ndarray, y: np.ndarray) -> float:
+    """Fisher's exact test on how many calls of each side exceed the pooled 95th percentile."""
+    return float(stats.exceedance_test(y, x, np.quantile(np.concatenate([x, y]), 0.95))["p_value"])
+
+
+def compare(a: Sequence[float], b: Sequence[float], *, metric: str = "latency_ms", names: tuple[str, str] = ("A", "B"),
+            confidence: float = 0.95, n_resamples: int = 2000, n_power: int = 300, seed: int = 0) -> Comparison:
+    """Compare the values of one metric of two independent samples (NaN dropped; see the module docstring)."""
+    x = np.asarray(a, float)
+    y = np.asarray(b, float)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    frame = pd.DataFrame({"side": [names[0]] * len(x) + [names[1]] * len(y), metric: np.concatenate([x, y])})
+    table = stats.interval_summary(frame, ["side"], [metric], (50, 95, 99), confidence=confidence)
+    effects = pd.Series({"n_a": len(x), "n_b": len(y)}, dtype=object)
+    if min(len(x), len(y)) < 2:
+        return Comparison(metric, table, effects, f"{metric}: too few values to compare (n = {len(x)}, {len(y)})")
+    rng = np.random.default_rng(seed)
+    ratio = lambda p, q, axis=-1: np.median(q, axis) / np.median(p, axis)  # noqa: E731
+    for name, statistic in (("median_difference", lambda p, q, axis=-1: np.median(q, axis) - np.median(p, axis)),
+                            ("median_ratio", ratio),
+                            ("p_b_slower", lambda p, q, axis=-1: scipy_stats.mannwhitneyu(
+                                q, p, axis=axis, method="asymptotic").statistic / (p.shape[axis] * q.shape[axis]))):
+        ci = scipy_stats.bootstrap((x, y), statistic, method="percentile", confidence_level=confidence,
+                                   n_resamples=n_resamples, vectorized=True, rng=rng).confidence_interval
+        effects[name], effects[f"{name}_low"], effects[f"{name}_high"] = float(statistic(x, y)), ci.low, ci.high
+    effects["body_p"] = _body_test(x, y)
+    effects["tail_p"] = _tail_test(x, y)
+    effects["body_power"] = _draw_power(x, len(y), _body_test, n_sim=n_power, seed=seed)
+    effects["tail_power"] = _draw_power(x, len(y), _tail_test, n_sim=n_power, seed=seed + 1)
+    tost = scipy_stats.bootstrap((x, y), ratio, method="percentile", confidence_level=1 - 2 * ALPHA,
+                                 n_resamples=n_resamples, vectorized=True, rng=rng).confidence_interval
+    effects["equivalence_low"], effects["equivalence_high"] = tost.low, tost.high
+    effects["equivalent"] = bool(1 / (1 + SHIFT) < tost.low and tost.high < 1 + SHIFT)
+    return Comparison(metric, table, effects, verdict(metric, effects, names))
+
+
+def verdict(metric: str, e: pd.Series, names: tuple[str, str]) -> str:
+    """One line: a difference only when a test finds one; "no difference" only when equivalence is shown."""
+    a, b = names
+    ratio = f"median {e['median_ratio'] - 1:+.0%} [{e['median_ratio_low'] - 1:+.0%}, {e['median_ratio_high'] - 1:+.0%}]"
+    if e["body_p"] <= ALPHA or e["tail_p"] <= ALPHA:
+        slower = e["median_ratio"] > 1 if e["body_p"] <= ALPHA else e["p_b_slower"] > 0.5
+        where = "in the body" if e["body_p"] <= ALPHA else "in the tail"
+        return (f"{metric}: {b} is {'slower' if slower else 'faster'} than {a} {where} ({ratio}, "
+                f"P({b} slower) {e['p_b_slower']:.2f}; body p = {e['body_p']:.2g}, tail p = {e['tail_p']:.2g})")
+    if e["equivalent"]:
+        return (f"{metric}: {b} and {a} are equivalent within ±{SHIFT:.0%} ({ratio}; 90% interval of the ratio "
+                f"{e['equivalence_low']:.2f} to {e['equivalence_high']:.2f})")
+    return (f"{metric}: inconclusive: no difference found, and equivalence within ±{SHIFT:.0%} not shown ({ratio}; "
+            f"power for a {SHIFT:.0%} shift: body {e['body_power']:.0%}, tail {e['tail_power']:.0%})")
+
+
+def compare_frames(a: pd.DataFrame, b: pd.DataFrame, *, by: Sequence[str] = (), metrics: Sequence[str] = METRICS,
+                   names: tuple[str, str] = ("A", "B"), seed: int = 0, **options: float) -> list[tuple[dict, Comparison]]:
+    """:func:`compare` per group (the ``by`` columns both frames share) and metric, on successful calls."""
+    a, b = a[a["status"].eq("ok")], b[b["status"].eq("ok")]
+    groups = [()] if not by else sorted(set(map(tuple, a[list(by)].astype(str).to_numpy())) &
+                                        set(map(tuple, b[list(by)].astype(str).to_numpy())))
+    out = []
+    for group in groups:
+        where = dict(zip(by, group))
+        pick = lambda f: f[np.logical_and.reduce([f[c].astype(str).eq(v) for c, v in where.items()])] if where else f
+        ga, gb = pick(a), pick(b)
+        for metric in metrics:
+            if metric in ga and metric in gb and ga[metric].notna().any() and gb[metric].notna().any():
+                out.append((where, compare(ga[metric], gb[metric], metric=metric, names=names, seed=seed, **options)))
+    return out
+
+
+def error_comparison(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """Each side's error rate with its Wilson interval (:func:`lab.analysis.stats.error_rates`)."""
+    both = pd.concat([a.assign(side=names[0]), b.assign(side=names[1])], ignore_index=True)
+    return stats.error_rates(both, ["side"])
