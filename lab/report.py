@@ -380,3 +380,24 @@ def build(notebooks_dir: str | Path = "notebooks", out_dir: str | Path = "report
     index.write_text(index_html(entries), encoding="utf-8")
     print(f"wrote {len(pages)} reports and {index}")
     return [*pages, index], failures
+
+
+def analysis_page(run_id: str, out: Path | str | None = None) -> Path:
+    """Execute the analysis of ``run_id`` (:mod:`lab.analysis.analyze`) and write it as a shareable HTML page
+    (default ``reports/RUN.html``); returns the page."""
+    import tempfile
+
+    import nbformat
+
+    from lab.analysis.analyze import NOTEBOOK, Analysis, notebook
+    from lab.store import runs_dir
+
+    Analysis(run_id)  # a missing, damaged or incomplete run fails here, with its message in one line
+    target = Path(out) if out else Path("reports") / f"{run_id}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "LAB_RUNS_DIR": str(runs_dir().resolve())}  # the kernel runs elsewhere: where the runs are
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{NOTEBOOK}.ipynb"
+        nbformat.write(notebook(run_id), path)
+        executed = execute(path, env=env)
+    return render(executed, target.stem, target.parent)

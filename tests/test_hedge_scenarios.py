@@ -24,7 +24,7 @@ FAST = LatencyProfile.fixed(ttft_ms=30, itl_ms=1, output_tokens=10)
 STALLS = sc.Trouble("stall_first_token", 0.05, params={"ms": 1_500})
 SCENARIO = sc.Scenario("test_stalls", "synthetic: a fast primary stalling 1.5 s on 5% of requests", FAST, FAST,
                        (STALLS,))
-DESIGN = sc.Design(n=60, rate_per_s=60.0)
+DESIGN = sc.ScenarioDesign(n=60, rate_per_s=60.0)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_hedging_wins_every_stall(collected):
 
 def test_a_missing_arm_says_how_to_collect_it(tmp_path):
     run = Run("partial", tmp_path)
-    collect_offline(run, sc.Hedging(sc.Design(n=5, rate_per_s=50.0), (SCENARIO,)))
+    collect_offline(run, sc.Hedging(sc.ScenarioDesign(n=5, rate_per_s=50.0), (SCENARIO,)))
     packed = run.dir / f"{sc.OUTCOMES}.gz"  # a collection ends by compacting its outcomes
     lines = gzip.decompress(packed.read_bytes()).decode().splitlines()
     packed.write_bytes(gzip.compress("".join(f"{e}\n" for e in lines if '"policy": "hedge"' not in e).encode()))
@@ -113,7 +113,7 @@ from lab.collect import hedging as sc
 from lab.collect.experiment import Reach, collect
 from lab.store import Run
 from tests.test_hedge_scenarios import SCENARIO
-collect(Run("killed", sys.argv[1]), sc.Hedging(sc.Design(n=30, rate_per_s=15.0), (SCENARIO,)), Reach(),
+collect(Run("killed", sys.argv[1]), sc.Hedging(sc.ScenarioDesign(n=30, rate_per_s=15.0), (SCENARIO,)), Reach(),
         command="test", progress=False)
 """
 
@@ -133,7 +133,7 @@ def test_an_arm_killed_midway_runs_again_in_full(tmp_path):
     assert 30 < len(partial) < 30 * len(SCENARIO.arms)  # killed inside an arm after the first
 
     run = Run("killed", tmp_path)
-    design = sc.Design(n=30, rate_per_s=15.0)
+    design = sc.ScenarioDesign(n=30, rate_per_s=15.0)
     torn = not outcomes.read_bytes().endswith(b"\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

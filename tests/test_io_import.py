@@ -18,6 +18,7 @@ import lab.cli
 import lab.imports
 from lab.cli import imports
 from lab.imports import columns
+from lab.store import columnar
 from lab.store.lines import DamagedLine
 from lab.core.records import FIELDS
 from lab.store import Run
@@ -48,7 +49,7 @@ def test_import_run_writes_records_and_a_manifest(tmp_path):
     assert manifest["missing_fields"] == list(source.missing_fields)
     assert "cost_usd" in manifest["missing_fields"] and "latency_ms" not in manifest["missing_fields"]
     table = pq.read_table(run.dir / "calls.parquet")
-    assert table.schema.equals(columns.SCHEMA) and table.num_rows == 40
+    assert table.schema.equals(columnar.SCHEMA) and table.num_rows == 40
     assert pa.types.is_list(table.schema.field("chunk_offsets_ms").type)
     assert set(table["run_id"].to_pylist()) == {"bench-a"} and set(table["experiment"].to_pylist()) == {"import"}
     assert table["sample"].to_pylist() == list(range(40))
@@ -59,7 +60,7 @@ def test_import_run_writes_records_and_a_manifest(tmp_path):
 
 def test_parquet_holds_what_read_gives(tmp_path):
     lab.imports.import_run(AIPERF, "bench-b", root=tmp_path)
-    stored = columns.to_frame(pq.read_table(tmp_path / "bench-b" / "calls.parquet"))
+    stored = columnar.to_frame(pq.read_table(tmp_path / "bench-b" / "calls.parquet"))
     read = lab.imports.read(AIPERF)
     for column in ("latency_ms", "ttft_ms", "tpot_ms", "output_tokens", "started_at", "http_status"):
         pd.testing.assert_series_equal(stored[column], read[column], check_names=False)
@@ -163,7 +164,7 @@ def test_csv_with_a_mapping_and_units(tmp_path):
 def test_a_frame_of_records_round_trips_through_parquet_without_a_mapping(tmp_path):
     frame = lab.imports.read(AIPERF)
     path = tmp_path / "calls.parquet"
-    columns.conform(pa.Table.from_pandas(frame.drop(columns=["attempt_errors"]), preserve_index=False)) \
+    columnar.conform(pa.Table.from_pandas(frame.drop(columns=["attempt_errors"]), preserve_index=False)) \
         .to_pandas().to_parquet(path)
     assert lab.imports.detect(path) == "csv"
     again = lab.imports.read(path)

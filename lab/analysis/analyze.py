@@ -274,24 +274,3 @@ def notebook(run_id: str) -> Any:
         nb.cells.append(cell)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
-
-
-def analyze(run_id: str, out: Path | str | None = None) -> Path:
-    """Execute the analysis of ``run_id`` and write it as a shareable HTML page; returns the page."""
-    import os
-    import tempfile
-
-    import nbformat
-
-    from lab import report
-    from lab.store import runs_dir
-
-    Analysis(run_id)  # a missing, damaged or incomplete run fails here, with its message in one line
-    target = Path(out) if out else Path("reports") / f"{run_id}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LAB_RUNS_DIR": str(runs_dir().resolve())}  # the kernel runs elsewhere: where the runs are
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"{NOTEBOOK}.ipynb"
-        nbformat.write(notebook(run_id), path)
-        executed = report.execute(path, env=env)
-    return report.render(executed, target.stem, target.parent)

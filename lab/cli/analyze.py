@@ -13,24 +13,22 @@ METRIC_NAMES = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "latency_ms", "gap"
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from lab.analysis import analyze as analysis
+    from lab import report
 
-    page = analysis.analyze(args.run, args.out)
+    page = report.analysis_page(args.run, args.out)
     print(f"wrote {page}")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from lab.analysis import analyze as analysis
-    from lab.analysis import compare
-    from lab.analysis import stats
+    from lab.analysis import analyze, compare, stats
 
     by = [c for c in (args.by or "").split(",") if c]
     unknown = set(by) - {"target", "task", "window", "provider", "model", "kind"}
     if unknown:
         raise UsageError(f"--by takes target, task, window, provider, model or kind, not {', '.join(sorted(unknown))}")
     metrics = [METRIC_NAMES[m] for m in args.metric] if args.metric else list(compare.METRICS)
-    a, b = analysis.load(args.run_a), analysis.load(args.run_b)
+    a, b = analyze.load(args.run_a), analyze.load(args.run_b)
     names = (args.run_a, args.run_b) if args.run_a != args.run_b else ("A", "B")
     results = compare.compare_frames(a, b, by=by, metrics=metrics, names=names)
     if not results:

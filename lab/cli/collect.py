@@ -81,16 +81,16 @@ def _file(args: argparse.Namespace) -> Any:
 
 
 def _review(args: argparse.Namespace) -> Any:
-    from lab.collect.review import Design, Review
+    from lab.collect.review import Review, ReviewDesign
 
     settings = config.resolve(args.provider, args.model, args.base_url, require_key=False)
-    return Review(settings.provider, settings.model, Design(n=args.n, pause_s=args.pause), args.base_url)
+    return Review(settings.provider, settings.model, ReviewDesign(n=args.n, pause_s=args.pause), args.base_url)
 
 
 def _hedging(args: argparse.Namespace) -> Any:
-    from lab.collect.hedging import Design, Hedging, scenarios
+    from lab.collect.hedging import Hedging, ScenarioDesign, scenarios
 
-    design = Design(n=args.n, rate_per_s=args.rate, seed=args.seed)
+    design = ScenarioDesign(n=args.n, rate_per_s=args.rate, seed=args.seed)
     print(f"every arm sends {design.n} requests at {design.rate_per_s:g}/s to two in-process emulators "
           "(synthetic answers, no charge)")
     return Hedging(design, tuple(scenarios()[name] for name in args.scenario or ()))

@@ -66,7 +66,7 @@ REPORT_SLOWEST_MS = 11_579.0
 
 
 @dataclass(frozen=True)
-class Design:
+class ScenarioDesign:
     """What every arm of a run shares."""
 
     n: int = 400
@@ -195,7 +195,7 @@ def _entry(run: Run, scenario: str, policy: str, session: str, request: int, pla
             "attempt_costs": list(outcome.attempt_costs), "attempts": attempts}
 
 
-async def _run_arm(run: Run, design: Design, scenario: Scenario, policy: str, delays: Delays | None,
+async def _run_arm(run: Run, design: ScenarioDesign, scenario: Scenario, policy: str, delays: Delays | None,
                    session: str) -> int:
     """Send the arm's schedule; returns how many requests failed."""
     duration = design.duration_s
@@ -230,7 +230,7 @@ async def _run_arm(run: Run, design: Design, scenario: Scenario, policy: str, de
         return failed
 
 
-def _session_entry(design: Design, scenario: Scenario, policy: str, session: str,
+def _session_entry(design: ScenarioDesign, scenario: Scenario, policy: str, session: str,
                    delays: Delays | None) -> dict[str, Any]:
     return {"scenario": scenario.name, "policy": policy, "session": session, "description": scenario.description,
             "delays_from": scenario.delays_from or scenario.name,
@@ -246,7 +246,7 @@ class _Arm:
     """One scenario under one policy: the whole open-loop schedule, collected in one go."""
 
     run: Run
-    design: Design
+    design: ScenarioDesign
     scenario: Scenario
     policy: str
     entry: dict[str, Any]
@@ -282,7 +282,7 @@ class Hedging:
 
     kind: ClassVar[str] = "hedging"
     name: ClassVar[str] = EXPERIMENT
-    design: Design = Design()
+    design: ScenarioDesign = ScenarioDesign()
     chosen: tuple[Scenario, ...] = ()
 
     @property
@@ -314,7 +314,7 @@ class Hedging:
     @classmethod
     def load(cls, run: Run) -> pd.DataFrame:
         """Every attempt of every outcome of the run's complete arms, as call records."""
-        sessions = _complete_sessions(run, Design(**run.manifest["design"]))
+        sessions = _complete_sessions(run, ScenarioDesign(**run.manifest["design"]))
         records = [CallRecord.from_dict(a) for _, entry in run.read_lines(OUTCOMES)
                    if sessions.get((entry["scenario"], entry["policy"])) == entry["session"]
                    for a in entry["attempts"]]
@@ -327,7 +327,7 @@ class Hedging:
 # -- loading --------------------------------------------------------------------------------------
 
 
-def _complete_sessions(run: Run, design: Design) -> dict[tuple[str, str], str]:
+def _complete_sessions(run: Run, design: ScenarioDesign) -> dict[tuple[str, str], str]:
     """(scenario, policy) -> the session recorded last that holds every request of its arm. Read again
     only when the run's outcomes or manifest changed (a collection asks once per arm)."""
     state = []
@@ -349,7 +349,7 @@ def _read_complete_sessions(run: Run, n: int, state: tuple) -> dict[tuple[str, s
     return {(sc, po): s for _, sc, po, s in complete}
 
 
-def collect_command(run: Run, design: Design, names: Sequence[str]) -> str:
+def collect_command(run: Run, design: ScenarioDesign, names: Sequence[str]) -> str:
     words = ["lab", "collect", "hedging", "--run", run.id, "--n", str(design.n), "--rate", f"{design.rate_per_s:g}",
              "--seed", str(design.seed)]
     for name in names:
@@ -366,7 +366,7 @@ def load(run: Run, names: Sequence[str] | None = None, *, complete: bool = True)
     Raises :class:`~lab.store.MissingRecord` with the collect command when an arm is missing,
     unless ``complete`` is False.
     """
-    design = Design(**run.manifest["design"])
+    design = ScenarioDesign(**run.manifest["design"])
     sessions = _complete_sessions(run, design)
     wanted = list(names or sorted({s for s, _ in sessions}))
     rows = []

@@ -33,7 +33,7 @@ IDENTITY = ("provider", "model")  # what makes a second collection a resumption 
 
 
 @pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
-class Design:
+class ReviewDesign:
     n: int = 20
     pause_s: float = 0.3
     sample: str = SAMPLE.relative_to(PACKAGE_DIR).as_posix()  # the reviewed file, relative to the package
@@ -48,7 +48,7 @@ class Reviewer:
     model: str
 
 
-def _review(run: Run, design: Design, who: Reviewer, sample: int, mode: str, command: str,
+def _review(run: Run, design: ReviewDesign, who: Reviewer, sample: int, mode: str, command: str,
             endpoint: str | None = None) -> app.Review:
     recorder = Recorder(run, mode=mode, collect_hint=command)
     return app.review(PACKAGE_DIR / design.sample, client=Tagged(recorder, sample=sample),
@@ -60,7 +60,7 @@ class _Review:
     """One review (three calls through the assistant itself): done when the run replays it."""
 
     run: Run
-    design: Design
+    design: ReviewDesign
     who: Reviewer
     sample: int
     mode: str
@@ -88,7 +88,7 @@ class Review:
     name: ClassVar[str] = EXPERIMENT
     provider: str
     model: str
-    design: Design = Design()
+    design: ReviewDesign = ReviewDesign()
     base_url: str | None = None
 
     def reviewer(self, reach: Reach) -> Reviewer:
@@ -142,7 +142,7 @@ def reviews(run: Run | str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Replay a run: (call records, one row per review with its score and findings scored against the key)."""
     run = run if isinstance(run, Run) else Run(run)
     manifest = run.manifest
-    design = Design(**manifest["design"])
+    design = ReviewDesign(**manifest["design"])
     key = scoring.load_key()
     records, found_reviews = [], []
     for entry in manifest["sessions"]:
@@ -168,7 +168,7 @@ def reviews(run: Run | str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return records_frame(records), pd.DataFrame(found_reviews)
 
 
-def cost_bound(design: Design, provider: str, model: str) -> float | None:
+def cost_bound(design: ReviewDesign, provider: str, model: str) -> float | None:
     """Most the reviews can cost: every call at its max_tokens; None if the price is unknown."""
     from lab.core import prices
 

@@ -46,7 +46,7 @@ from lab.emulator.faults import ERROR_KINDS, FAULT_HEADER, Fault, FaultRule, par
 from lab.emulator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lab.emulator.metrics import Metrics
 from lab.emulator.profiles import MAX_TOKENS_PARAMETER, Draw, LatencyProfile, ProfileSet, profile_set, request_rng
-from lab.emulator.wire import ERROR_MESSAGES, WIRES, Reply, Wire, WireError, wire_for_path
+from lab.emulator.wire import ERROR_MESSAGES, WIRES, Answer, Wire, WireError, wire_for_path
 from lab.core.timing import (frozen_heap, hold_short_thread_switches, new_event_loop, release_short_thread_switches,
                         sleep_until)
 
@@ -205,7 +205,7 @@ def build_plan(
         tokens = tokens[: max(1, len(tokens) // 2)]
     thinking = split_tokens(synthetic_thinking(draw.thinking_tokens, chat.variant))
     input_tokens = estimate_tokens(chat.prompt)
-    reply = Reply(token, chat.model, "".join(tokens), input_tokens, len(thinking) + len(tokens), truncated,
+    reply = Answer(token, chat.model, "".join(tokens), input_tokens, len(thinking) + len(tokens), truncated,
                   int(time.time()), "".join(thinking), len(thinking))
 
     wait = params["ms"] / 1000 if kind == "timeout" else 0.0

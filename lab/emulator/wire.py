@@ -40,7 +40,7 @@ class WireError(Exception):
 
 
 @dataclass(frozen=True)
-class Reply:
+class Answer:
     """A finished answer, ready to render. ``truncated``: the answer hit ``max_tokens``;
     ``output_tokens`` counts thinking and text tokens."""
 
@@ -191,32 +191,32 @@ class Wire(ABC):
     def _error_body(self, kind: str, message: str, request_id: str) -> dict[str, Any]: ...
 
     @abstractmethod
-    def completion(self, reply: Reply) -> bytes: ...
+    def completion(self, reply: Answer) -> bytes: ...
 
     @abstractmethod
-    def stream_start(self, reply: Reply) -> bytes:
+    def stream_start(self, reply: Answer) -> bytes:
         """Events sent as soon as headers go out, before the first token."""
 
-    def thinking_deltas(self, reply: Reply, tokens: list[str]) -> list[bytes]:
+    def thinking_deltas(self, reply: Answer, tokens: list[str]) -> list[bytes]:
         """One thinking-delta event per thinking token."""
         return _fill(self._thinking_delta(reply, "\0"), tokens)
 
-    def thinking_end(self, reply: Reply) -> bytes:
+    def thinking_end(self, reply: Answer) -> bytes:
         """Events between the last thinking token and the first text token."""
         return b""
 
-    def stream_deltas(self, reply: Reply, tokens: list[str]) -> list[bytes]:
+    def stream_deltas(self, reply: Answer, tokens: list[str]) -> list[bytes]:
         """One text-delta event per token (rendered once, then filled in per token)."""
         return _fill(self._delta(reply, "\0"), tokens)
 
     @abstractmethod
-    def _thinking_delta(self, reply: Reply, text: str) -> bytes: ...
+    def _thinking_delta(self, reply: Answer, text: str) -> bytes: ...
 
     @abstractmethod
-    def _delta(self, reply: Reply, text: str) -> bytes: ...
+    def _delta(self, reply: Answer, text: str) -> bytes: ...
 
     @abstractmethod
-    def stream_stop(self, reply: Reply, request: ChatRequest) -> bytes:
+    def stream_stop(self, reply: Answer, request: ChatRequest) -> bytes:
         """Events after the last token, ending the stream."""
 
     @abstractmethod
@@ -285,21 +285,21 @@ class AnthropicWire(Wire):
     def _error_body(self, kind: str, message: str, request_id: str) -> dict[str, Any]:
         return {"type": "error", "error": {"type": self._types[kind], "message": message}, "request_id": request_id}
 
-    def _usage(self, reply: Reply) -> dict[str, int]:
+    def _usage(self, reply: Answer) -> dict[str, int]:
         return {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
 
-    def _stop_reason(self, reply: Reply) -> str:
+    def _stop_reason(self, reply: Answer) -> str:
         return "max_tokens" if reply.truncated else "end_turn"
 
     @staticmethod
-    def _signature(reply: Reply) -> str:
+    def _signature(reply: Answer) -> str:
         return base64.b64encode(f"lab-emulator synthetic thinking {reply.id}".encode()).decode()
 
     @staticmethod
-    def _text_index(reply: Reply) -> int:
+    def _text_index(reply: Answer) -> int:
         return 1 if reply.thinking_tokens else 0
 
-    def completion(self, reply: Reply) -> bytes:
+    def completion(self, reply: Answer) -> bytes:
         content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}]
         if reply.thinking_tokens:
             content.insert(0, {"type": "thinking", "thinking": reply.thinking, "signature": self._signature(reply)})
@@ -315,7 +315,7 @@ class AnthropicWire(Wire):
         }
         return _dumps(message).encode()
 
-    def stream_start(self, reply: Reply) -> bytes:
+    def stream_start(self, reply: Answer) -> bytes:
         message = {
             "id": f"msg_{reply.id}",
             "type": "message",
@@ -336,11 +336,11 @@ class AnthropicWire(Wire):
             ]
         )
 
-    def _thinking_delta(self, reply: Reply, text: str) -> bytes:
+    def _thinking_delta(self, reply: Answer, text: str) -> bytes:
         delta = {"type": "thinking_delta", "thinking": text}
         return _sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
 
-    def thinking_end(self, reply: Reply) -> bytes:
+    def thinking_end(self, reply: Answer) -> bytes:
         signature = {"type": "signature_delta", "signature": self._signature(reply)}
         text_block = {"type": "text", "text": ""}
         return b"".join(
@@ -351,12 +351,12 @@ class AnthropicWire(Wire):
             ]
         )
 
-    def _delta(self, reply: Reply, text: str) -> bytes:
+    def _delta(self, reply: Answer, text: str) -> bytes:
         delta = {"type": "text_delta", "text": text}
         event = {"type": "content_block_delta", "index": self._text_index(reply), "delta": delta}
         return _sse(event, "content_block_delta")
 
-    def stream_stop(self, reply: Reply, request: ChatRequest) -> bytes:
+    def stream_stop(self, reply: Answer, request: ChatRequest) -> bytes:
         delta = {"stop_reason": self._stop_reason(reply), "stop_sequence": None}
         return b"".join(
             [
@@ -430,7 +430,7 @@ class OpenAIWire(Wire):
         error_type, code = self._types[kind]
         return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
 
-    def _usage(self, reply: Reply) -> dict[str, Any]:
+    def _usage(self, reply: Answer) -> dict[str, Any]:
         usage: dict[str, Any] = {
             "prompt_tokens": reply.input_tokens,
             "completion_tokens": reply.output_tokens,
@@ -440,14 +440,14 @@ class OpenAIWire(Wire):
             usage["completion_tokens_details"] = {"reasoning_tokens": reply.thinking_tokens}
         return usage
 
-    def _envelope(self, reply: Reply, kind: str) -> dict[str, Any]:
+    def _envelope(self, reply: Answer, kind: str) -> dict[str, Any]:
         return {"id": f"chatcmpl-{reply.id}", "object": kind, "created": reply.created, "model": reply.model}
 
-    def _chunk(self, reply: Reply, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def _chunk(self, reply: Answer, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return _sse({**self._envelope(reply, "chat.completion.chunk"), "choices": [choice]})
 
-    def completion(self, reply: Reply) -> bytes:
+    def completion(self, reply: Answer) -> bytes:
         message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []}
         if reply.thinking_tokens:
             message["reasoning_content"] = reply.thinking
@@ -455,19 +455,19 @@ class OpenAIWire(Wire):
         body = {**self._envelope(reply, "chat.completion"), "choices": [choice], "usage": self._usage(reply)}
         return _dumps(body).encode()
 
-    def _finish_reason(self, reply: Reply) -> str:
+    def _finish_reason(self, reply: Answer) -> str:
         return "length" if reply.truncated else "stop"
 
-    def stream_start(self, reply: Reply) -> bytes:
+    def stream_start(self, reply: Answer) -> bytes:
         return self._chunk(reply, {"role": "assistant", "content": "", "refusal": None})
 
-    def _thinking_delta(self, reply: Reply, text: str) -> bytes:
+    def _thinking_delta(self, reply: Answer, text: str) -> bytes:
         return self._chunk(reply, {"reasoning_content": text})
 
-    def _delta(self, reply: Reply, text: str) -> bytes:
+    def _delta(self, reply: Answer, text: str) -> bytes:
         return self._chunk(reply, {"content": text})
 
-    def stream_stop(self, reply: Reply, request: ChatRequest) -> bytes:
+    def stream_stop(self, reply: Answer, request: ChatRequest) -> bytes:
         pieces = [self._chunk(reply, {}, self._finish_reason(reply))]
         if (request.body.get("stream_options") or {}).get("include_usage"):
             usage_chunk = {**self._envelope(reply, "chat.completion.chunk"), "choices": [], "usage": self._usage(reply)}

@@ -6,7 +6,7 @@ per-request rows only, failures as error records with their codes, and what the 
 a field the source does not hold stays empty (NaN), never invented.
 
 - :func:`read` (path, format=None) -> frame of call records; the format is detected from the content.
-- :func:`inspect` -> :class:`Source`: format, rows, errors and the record fields the source lacks.
+- :func:`inspect` -> :class:`Imported`: format, rows, errors and the record fields the source lacks.
 - :func:`import_run` stores a source as a run (``calls.parquet`` and a manifest); ``lab import``.
 
 Large sources stream: JSON lines and CSV are parsed by ``pyarrow`` in blocks, and damaged lines are
@@ -15,14 +15,14 @@ as they are.
 """
 
 from lab.imports.formats import FORMATS, detect
-from lab.imports.importing import Source, import_run, inspect, read
+from lab.imports.importing import Imported, import_run, inspect, read
 from lab.imports.llmperf import LLMPERF_STARTED_AT, SHARED_LEADERBOARD, llmperf_dir, read_llmperf
 
 __all__ = [
     "FORMATS",
     "LLMPERF_STARTED_AT",
     "SHARED_LEADERBOARD",
-    "Source",
+    "Imported",
     "detect",
     "import_run",
     "inspect",

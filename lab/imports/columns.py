@@ -1,8 +1,8 @@
-"""Call records as Arrow columns: the record's schema, batches made to fit it, and the small
-derivations every importer shares (times, error types, chunk offsets).
+"""What every importer shares: the small derivations of times, error types and chunk offsets, and which
+record fields a batch holds.
 
-An importer yields ``pyarrow`` tables whose columns are record fields it holds, under any
-compatible type; :func:`conform` casts them to :data:`SCHEMA` and adds the rest as nulls.
+An importer yields ``pyarrow`` tables whose columns are record fields it holds, under any compatible type;
+:func:`lab.store.columnar.conform` casts them to the record's Arrow schema and adds the rest as nulls.
 """
 
 from __future__ import annotations
@@ -19,38 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lab.core.replies import error_type
-from lab.core.records import FIELDS, FLOATS, INTEGERS, typed_frame
-
-_ATTEMPT_ERROR = pa.struct([("error_type", pa.string()), ("http_status", pa.int64()), ("duration_ms", pa.float64())])
-_TIMESTAMP = pa.timestamp("us", tz="UTC")
-_TYPES = {
-    **{name: pa.float64() for name in FLOATS},
-    **{name: pa.int64() for name in INTEGERS},
-    "started_at": _TIMESTAMP,
-    "scheduled_at": _TIMESTAMP,
-    "synthetic": pa.bool_(),
-    "chunk_offsets_ms": pa.list_(pa.float64()),
-    "attempt_errors": pa.list_(_ATTEMPT_ERROR),
-}
-SCHEMA = pa.schema([(name, _TYPES.get(name, pa.string())) for name in FIELDS])
-"""The record as Arrow columns (the columns of a run's ``calls.parquet``)."""
+from lab.store.columnar import SCHEMA, TIMESTAMP
 
 BOOKKEEPING = frozenset({"endpoint", "run_id", "experiment", "window", "sample", "target", "task", "synthetic"})
 """Fields the importer fills itself; never counted as lacking from a source."""
-
-
-def conform(table: pa.Table) -> pa.Table:
-    """The batch with every record column, in order, typed as :data:`SCHEMA` (absent ones null)."""
-    columns = []
-    for field in SCHEMA:
-        if field.name not in table.column_names:
-            columns.append(pa.nulls(table.num_rows, field.type))
-            continue
-        column = table[field.name]
-        if pa.types.is_integer(field.type) and pa.types.is_floating(column.type):
-            column = pc.round(column)
-        columns.append(column.cast(field.type, safe=not pa.types.is_integer(field.type)))
-    return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
 def held(table: pa.Table) -> set[str]:
@@ -68,15 +40,6 @@ def held(table: pa.Table) -> set[str]:
     return found
 
 
-def to_frame(table: pa.Table) -> pd.DataFrame:
-    """A conformed table as a frame of call records: chunk offsets and attempt errors as tuples, as
-    :func:`lab.core.records.records_frame` gives them, other columns typed by :func:`lab.core.records.typed_frame`."""
-    frame = table.drop_columns(["chunk_offsets_ms", "attempt_errors"]).to_pandas()
-    for name in ("chunk_offsets_ms", "attempt_errors"):
-        frame[name] = pd.Series([None if v is None else tuple(v) for v in table[name].to_pylist()], dtype=object)
-    return typed_frame(frame[list(FIELDS)])
-
-
 # -- times ----------------------------------------------------------------------------------
 
 def epoch(values: pa.Array | pa.ChunkedArray, unit: str) -> pa.Array:
@@ -86,19 +49,19 @@ def epoch(values: pa.Array | pa.ChunkedArray, unit: str) -> pa.Array:
         micros = pc.divide(values, 1000)
     else:
         micros = pc.round(pc.multiply(values.cast(pa.float64()), scale))
-    return micros.cast(pa.int64()).cast(_TIMESTAMP)
+    return micros.cast(pa.int64()).cast(TIMESTAMP)
 
 
 def timestamps(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """ISO 8601 text (or timestamps) as UTC timestamps; text without a zone is taken as UTC, text
     that is not a time becomes null (compare null counts to report it)."""
     if pa.types.is_timestamp(values.type):
-        return values.cast(_TIMESTAMP) if values.type.tz else pc.assume_timezone(values, "UTC").cast(_TIMESTAMP)
+        return values.cast(TIMESTAMP) if values.type.tz else pc.assume_timezone(values, "UTC").cast(TIMESTAMP)
     try:
-        return values.cast(_TIMESTAMP)  # the fast path: every value has a zone
+        return values.cast(TIMESTAMP)  # the fast path: every value has a zone
     except pa.ArrowInvalid:
         parsed = pd.to_datetime(pd.Series(values.to_pandas()), utc=True, format="ISO8601", errors="coerce")
-        return pa.array(parsed.dt.as_unit("us"), _TIMESTAMP)
+        return pa.array(parsed.dt.as_unit("us"), TIMESTAMP)
 
 
 def ms_between(start: pa.Array, end: pa.Array) -> pa.Array:

@@ -21,13 +21,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lab.imports import columns as cols
+from lab.store import columnar
 from lab.imports.formats import detect, module
 from lab.core.redact import redact
 from lab.store import Run, now, versions
 
 
 @dataclass(frozen=True)
-class Source:
+class Imported:
     """What a source held: its format, its records, the failures among them, and the record
     fields that no record of it holds (empty in every row, or only a placeholder)."""
 
@@ -55,10 +56,10 @@ class _Tally:
             self.first = min(filter(None, (self.first, span["min"])))
             self.last = max(filter(None, (self.last, span["max"])))
 
-    def source(self, path: Path, name: str, placeholders: tuple[str, ...]) -> Source:
-        lacking = [f for f in cols.SCHEMA.names
+    def source(self, path: Path, name: str, placeholders: tuple[str, ...]) -> Imported:
+        lacking = [f for f in columnar.SCHEMA.names
                    if f not in cols.BOOKKEEPING and (f not in self.held or f in placeholders)]
-        return Source(path, name, self.rows, self.errors, tuple(lacking))
+        return Imported(path, name, self.rows, self.errors, tuple(lacking))
 
 
 def read(path: str | Path, format: str | None = None, *, mapping: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -66,11 +67,11 @@ def read(path: str | Path, format: str | None = None, *, mapping: Mapping[str, s
     :func:`lab.core.records.typed_frame`); the format is detected from the content when not given."""
     path = Path(path)
     tables = list(_batches(path, *_format(path, format, mapping), mapping, _Tally()))
-    table = pa.concat_tables(tables) if tables else cols.SCHEMA.empty_table()
-    return cols.to_frame(table)
+    table = pa.concat_tables(tables) if tables else columnar.SCHEMA.empty_table()
+    return columnar.to_frame(table)
 
 
-def inspect(path: str | Path, format: str | None = None, *, mapping: Mapping[str, str] | None = None) -> Source:
+def inspect(path: str | Path, format: str | None = None, *, mapping: Mapping[str, str] | None = None) -> Imported:
     """The source's format, record and failure counts and lacking fields, without keeping records."""
     tally = _Tally()
     path = Path(path)
@@ -81,7 +82,7 @@ def inspect(path: str | Path, format: str | None = None, *, mapping: Mapping[str
 
 
 def import_run(path: str | Path, run_id: str, format: str | None = None, root: str | Path | None = None, *,
-               mapping: Mapping[str, str] | None = None, synthetic: bool = False) -> Source:
+               mapping: Mapping[str, str] | None = None, synthetic: bool = False) -> Imported:
     """Store a source as run ``run_id``: ``calls.parquet`` (the records, chunk offsets as a list
     column) and a manifest (experiment ``import``, not synthetic unless ``synthetic`` says the tool
     measured an emulator or a test server, the source's format, file name,
@@ -114,7 +115,7 @@ def import_run(path: str | Path, run_id: str, format: str | None = None, root: s
     return source
 
 
-def _manifest(run_id: str, path: Path, source: Source, tally: _Tally, mapping: Mapping[str, str] | None,
+def _manifest(run_id: str, path: Path, source: Imported, tally: _Tally, mapping: Mapping[str, str] | None,
               synthetic: bool) -> dict[str, object]:
     size, digest = _fingerprint(path)
     imported = now()
@@ -134,7 +135,7 @@ def _write_calls(run: Run, batches: Iterator[pa.Table]) -> None:
     """Write the batches to the run's ``calls.parquet``, which appears whole or not at all."""
     target, partial = run.dir / "calls.parquet", run.dir / "calls.parquet.partial"
     try:
-        with pq.ParquetWriter(partial, cols.SCHEMA, compression="zstd") as writer:
+        with pq.ParquetWriter(partial, columnar.SCHEMA, compression="zstd") as writer:
             for table in batches:
                 writer.write_table(table)
         os.replace(partial, target)
@@ -168,7 +169,7 @@ def _batches(path: Path, name: str, fmt: ModuleType, mapping: Mapping[str, str] 
     raw = fmt.batches(path, mapping) if name == "csv" else fmt.batches(path)
     sample = 0
     for batch in raw:
-        table = cols.conform(batch)
+        table = columnar.conform(batch)
         rows = table.num_rows
         fill = {
             "endpoint": pc.coalesce(table["endpoint"], pa.scalar(f"{name}:{path.name}")),
@@ -181,7 +182,7 @@ def _batches(path: Path, name: str, fmt: ModuleType, mapping: Mapping[str, str] 
         fill |= {column: _redacted(fill.get(column, table[column])) for column in ("endpoint", "error_message")}
         for column, values in fill.items():
             table = table.set_column(table.schema.get_field_index(column), column,
-                                     pa.chunked_array([values]).cast(cols.SCHEMA.field(column).type))
+                                     pa.chunked_array([values]).cast(columnar.SCHEMA.field(column).type))
         table = _checked(table, path, sample)
         sample += rows
         tally.add(table)

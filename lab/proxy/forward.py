@@ -53,7 +53,7 @@ class _CallerGone(Exception):
 
 
 @dataclass(frozen=True)
-class Failure:
+class Failed:
     """Why an attempt failed, for its record: ``relayed`` when the upstream said so inside a stream
     (its error event is already among the events queued for the caller)."""
 
@@ -187,7 +187,7 @@ class Attempt:
         self.body: bytes | None = None
         self.error_reply: bytes | None = None
         self.out: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.failure: Failure | None = None
+        self.failure: Failed | None = None
         self._cancel_reason: tuple[str, str] = ("cancelled", "cancelled")
         self._session, self._url, self._request_headers, self._request_body = session, url, headers, body
         self._proxy = proxy
@@ -236,7 +236,7 @@ class Attempt:
 
     def _fail(self, error_type: str, message: str, relayed: bool = False) -> None:
         if self.failure is None:
-            self.failure = Failure(error_type, redact(message[:500]) or "", relayed)
+            self.failure = Failed(error_type, redact(message[:500]) or "", relayed)
 
     async def _run(self) -> None:
         response = None

@@ -77,7 +77,7 @@ def call_key(record: CallRecord, exchange: Exchange, index: int) -> CallKey:
                    window=record.window, sample=exchange.sample)
 
 
-class Recorder:
+class Recording:
     """A proxy session in a run: held as its only collector, noted in its manifest, records written
     by the batched writer. Use as a context manager (or :meth:`open` and :meth:`close`)."""
 
@@ -92,7 +92,7 @@ class Recorder:
         self._lines: list[tuple[str, dict[str, Any]]] = []
         self._scheduled = False
 
-    def open(self) -> Recorder:
+    def open(self) -> Recording:
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(self.run.collector(self.command))
@@ -113,7 +113,7 @@ class Recorder:
         with stack:
             stack.callback(self.run.end_session, self.session, ("window",))
 
-    def __enter__(self) -> Recorder:
+    def __enter__(self) -> Recording:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:

@@ -37,9 +37,9 @@ from lab.core import endpoints
 from lab.core.replies import SYNTHETIC_HEADER
 from lab.proxy import forward, translate, wire
 from lab.proxy.engine import Engine, Exchange
-from lab.proxy.forward import Attempt, Failure
+from lab.proxy.forward import Attempt, Failed
 from lab.proxy.policy import DEFAULT_TIMEOUT_S, DEFAULT_URLS, Policy, PolicyError, default_policy, load
-from lab.proxy.record import Recorder
+from lab.proxy.record import Recording
 from lab.proxy.wire import ANTHROPIC, CHAT_PATHS, OPENAI, REQUEST_ID_HEADER
 from lab.core.redact import clean_url, guard_logging, redact
 from lab.store import Run
@@ -95,7 +95,7 @@ class ProxyServer:
     """State shared by the handlers: the policy, the engine (and its HTTP client), the recorder, the
     exchanges in flight, and the session's request counter."""
 
-    def __init__(self, policy: Policy, recorder: Recorder | None, *, keep_text: bool = False) -> None:
+    def __init__(self, policy: Policy, recorder: Recording | None, *, keep_text: bool = False) -> None:
         self.policy, self.recorder, self.keep_text = policy, recorder, keep_text
         self.engine: Engine | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -223,7 +223,7 @@ class ProxyServer:
             await attempt.attach(response.write)
             await attempt.finished.wait()
             self._keep(exchange, attempt)
-            failure: Failure | None = attempt.failure
+            failure: Failed | None = attempt.failure
             if failure is None or failure.relayed:
                 await response.write_eof()
             elif failure.error_type == "cut_stream" and request.transport is not None:
@@ -328,7 +328,7 @@ class Proxy:
                                timeout_s=timeout_s)
         self.host, self.port, self.grace_s = host, port, grace_s
         self.label, self.record_text, self.command, self.timeout_s = label, record_text, command, timeout_s
-        self.recorder: Recorder | None = None
+        self.recorder: Recording | None = None
         self.server: ProxyServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -386,7 +386,7 @@ class Proxy:
             self.port = self._socket.getsockname()[1]
             self._check_loop()
             window = window_label(self.run, self.label)
-            self.recorder = Recorder(self.run, window, self.design(),
+            self.recorder = Recording(self.run, window, self.design(),
                                      {"listen": f"{self.host}:{self.port}", "record_text": self.record_text},
                                      command=self.command).open()
         except BaseException:

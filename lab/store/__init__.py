@@ -352,7 +352,7 @@ class Run:
 
             if columns is not None:
                 return typed_frame(pq.read_table(self.columnar_path, columns=list(columns)).to_pandas())[list(columns)]
-            from lab.imports.columns import to_frame
+            from lab.store.columnar import to_frame
 
             return to_frame(pq.read_table(self.columnar_path))
         frame = records_frame(self.records())

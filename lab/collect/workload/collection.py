@@ -40,7 +40,7 @@ def _labels(call: Planned, slot: Slot) -> dict[str, Any]:
 
 
 @dataclass
-class _Call:
+class _SerialCall:
     """A serial call: done when the run holds its key."""
 
     recorder: Recorder
@@ -146,7 +146,7 @@ def sessions(run: Run, workload: Workload, reach: Reach, command: str) -> list[c
                       {name: endpoints.identity(url) for name, url in own_endpoints(workload).items()})
         calls = plan(workload, slot)
         serial = workload.design.mode == "serial"
-        units: list[Any] = ([_Call(recorder, c, slot, where, workload.design.timeout_s) for c in calls] if serial
+        units: list[Any] = ([_SerialCall(recorder, c, slot, where, workload.design.timeout_s) for c in calls] if serial
                             else [_Schedule(workload, recorder, calls, slot, where)])
 
         @contextlib.contextmanager
