@@ -48,6 +48,7 @@ from typing import Any
 
 import pandas as pd
 
+from lab.core.errors import BadInput
 from lab.core.paths import TEMPLATES_DIR
 
 MIME = "application/vnd.inference-lab.sources+json"
@@ -81,7 +82,7 @@ class Source:
         """A source described by hand; its text must say REAL or SYNTHETIC (both: MIXED)."""
         found = set(_LABEL_WORD.findall(text)) - {"MIXED"}
         if not found:
-            raise ValueError(f"{text!r} is neither a recorded run nor a source that says REAL or SYNTHETIC: "
+            raise BadInput(f"{text!r} is neither a recorded run nor a source that says REAL or SYNTHETIC: "
                              "collect the run first, or describe the data, e.g. "
                              "'LLMPerf leaderboard traces, REAL, December 2023'")
         return cls(" ".join(text.split()), found.pop() if len(found) == 1 else "MIXED")
@@ -93,7 +94,7 @@ class Source:
         answer to judge, so failures count only in a run where no call succeeded."""
         records = list(_call_records(run))
         if not records:
-            raise ValueError(f"run {run.id!r} holds no call records yet: collect it before declaring it as data")
+            raise BadInput(f"run {run.id!r} holds no call records yet: collect it before declaring it as data")
         judged = [r for r in records if r.get("status") == "ok"] or records
         synthetic = sum(bool(r.get("synthetic")) for r in judged)
         real = len(judged) - synthetic
@@ -149,7 +150,7 @@ def sources(*items: str | Source, root: Path | str | None = None) -> Sources:
         run = Run(item, root) if valid_run_id(item) else None
         found.append(Source.from_run(run) if run is not None and run.exists else Source.described(item))
     if not found:
-        raise ValueError("sources() needs at least one run id or described source")
+        raise BadInput("sources() needs at least one run id or described source")
     return Sources(found)
 
 

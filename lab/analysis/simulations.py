@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lab.core.errors import LabError
 from lab.core import config
 from lab.store import Run, now
 
@@ -37,7 +38,7 @@ KEY_DIGITS = 6
 FILL_COMMAND = "make notebooks"
 
 
-class MissingSimulation(LookupError):
+class MissingSimulation(LabError, LookupError):
     """A simulation the cache does not hold, asked for in a replay."""
 
 

@@ -1,7 +1,8 @@
 """The ``lab`` command. Each command group lives in its own module and registers its parsers.
 
-Every mistake ends in one line on stderr that says what to do, and exit status 2;
-``--debug`` shows the traceback instead.
+A mistake the user can fix (:class:`lab.core.errors.LabError`, a refused file or value, a machine's limit)
+ends in one line on stderr that says what to do, with exit status 2; anything else is a fault of the lab's,
+said in one line with exit status 1. ``--debug`` shows the traceback too.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from pydantic import ValidationError
 
 from lab.core import config
 from lab.cli import analyze, collect, imports, proxy, runs, tools
-from lab.cli.common import Parser, UsageError
+from lab.cli.common import Parser
 from lab.core.redact import guard_logging, redact
-from lab.report import NotebookFailed
-from lab.store import MissingRecord, RunBusy
+from lab.core.errors import LabError
 from lab.core.validation import one_line
 
 GROUPS = (tools, collect, runs, imports, analyze, proxy)
@@ -71,20 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lab: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except NotebookFailed as exc:  # what the lab wrote failed: not the user's doing
-        if args.debug:
-            traceback.print_exc()
-        print(f"lab: {' '.join(redact(str(exc)).split())} (a fault of the lab's: run again with --debug to see "
-              "where, and report it)", file=sys.stderr)
-        return 1
-    except (config.ConfigurationError, UsageError, MissingRecord, RunBusy, OSError, ValueError) as exc:
-        if args.debug:
-            traceback.print_exc()
-        message = (_os_error(exc) if isinstance(exc, OSError) else
-                   one_line(exc) if isinstance(exc, ValidationError) else str(exc))
-        print(f"lab: {' '.join(redact(message).split())}", file=sys.stderr)
-        return 2
+    except (LabError, ValidationError) as exc:  # the user's to fix: one line
+        return _said(args, one_line(exc) if isinstance(exc, ValidationError) else str(exc), 2)
+    except OSError as exc:  # the machine's: a disk, a permission, a port, a limit
+        return _said(args, _os_error(exc), 2)
+    except Exception as exc:  # a fault of the lab's, whatever it is (a failed analysis notebook too)
+        return _said(args, f"internal error: {type(exc).__name__}: {exc} (a fault of the lab's: run again with "
+                           "--debug to see where, and report it)", 1)
 
+
+def _said(args: argparse.Namespace, message: str, code: int) -> int:
+    if args.debug:
+        traceback.print_exc()
+    print(f"lab: {' '.join((redact(message) or '').split())}", file=sys.stderr)
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,10 +8,11 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from lab.core.errors import LabError
 from lab.store import RUN_ID_PATTERN, valid_run_id
 
 
-class UsageError(Exception):
+class UsageError(LabError):
     """A command that cannot run as asked; the message says what to do instead."""
 
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol
 import pandas as pd
 
 from lab.collect import collector
+from lab.core.errors import BadInput
 from lab.store import Run
 
 
@@ -112,6 +113,6 @@ def load(run: Run | str) -> pd.DataFrame:
     kind = kind_of(run.manifest)
     found = kinds().get(kind or "")
     if found is None:
-        raise ValueError(f"run {run.id} was not collected by an experiment (its kind: {kind or 'unknown'}): "
+        raise BadInput(f"run {run.id} was not collected by an experiment (its kind: {kind or 'unknown'}): "
                          "read it with lab.store.Run(...).frame()")
     return found.load(run)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from lab.core.errors import LabError
 from lab.core.redact import clean_url, remember, remember_environment, remember_url
 
 PROVIDERS: tuple[str, ...] = ("anthropic", "openai", "openai-compatible")
@@ -63,7 +64,7 @@ def replay_only() -> bool:
     return os.environ.get(REPLAY_ONLY, "").strip().lower() not in ("", "0", "false", "no")
 
 
-class ConfigurationError(RuntimeError):
+class ConfigurationError(LabError, RuntimeError):
     """The set-up cannot make a call; the message says what to set."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from urllib.parse import urlsplit
 
+from lab.core.errors import BadInput
 from lab.core.redact import clean_url, remember_url
 
 EMULATOR = "emulator"
@@ -29,7 +30,7 @@ def http_url(url: str) -> str:
     except (ValueError, TypeError):  # a port that is not a number, say
         valid = False
     if not valid or any(c.isspace() for c in url):
-        raise ValueError(f"{clean_url(str(url))!r} is not an http:// or https:// URL with a host "
+        raise BadInput(f"{clean_url(str(url))!r} is not an http:// or https:// URL with a host "
                          "(e.g. http://localhost:8000/v1)")
     remember_url(url)
     return url.rstrip("/")
@@ -74,4 +75,4 @@ def sdk_base_url(server_url: str, api: str) -> str:
         return server_url
     if api in ("openai", "openai-compatible"):
         return f"{server_url}/v1"
-    raise ValueError(f"unknown api {api!r}")
+    raise BadInput(f"unknown api {api!r}")

@@ -24,6 +24,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from lab.core.errors import BadInput
+
 FAULT_HEADER = "x-emulator-fault"
 
 DEFAULT_PARAMS: dict[str, dict[str, float]] = {
@@ -60,13 +62,13 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in DEFAULT_PARAMS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+            raise BadInput(f"unknown fault kind {self.kind!r}; expected one of {', '.join(FAULT_KINDS)}")
         for name, value in self.params.items():
             if name not in PARAMETERS[self.kind]:
                 takes = ", ".join(PARAMETERS[self.kind]) or "no parameters"
-                raise ValueError(f"fault {self.kind} takes {takes}, not {name!r}")
+                raise BadInput(f"fault {self.kind} takes {takes}, not {name!r}")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise ValueError(f"fault parameter {name} must be a finite number of at least 0, not {value!r}")
+                raise BadInput(f"fault parameter {name} must be a finite number of at least 0, not {value!r}")
         object.__setattr__(self, "params", {**DEFAULT_PARAMS[self.kind], **self.params})
 
 
@@ -100,11 +102,11 @@ def parse_fault_header(value: str) -> Fault:
     for pair in pairs:
         name, sep, number = pair.partition("=")
         if not sep:
-            raise ValueError(f"fault parameter {pair!r} is not name=value")
+            raise BadInput(f"fault parameter {pair!r} is not name=value")
         try:
             params[name.strip()] = float(number)
         except ValueError:
-            raise ValueError(f"fault parameter {pair!r} is not name=number") from None
+            raise BadInput(f"fault parameter {pair!r} is not name=number") from None
     return Fault(kind, params)
 
 

@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lab.core.errors import BadInput
 from lab.core.paths import REFERENCE_DIR
 
 
@@ -170,17 +171,17 @@ def parse_spec(spec: str) -> tuple[str, dict[str, float]]:
     """Split ``NAME`` or ``NAME:param=value,...`` into the name and its parameters; raises
     ``ValueError`` (naming the valid names and parameters) when either is unknown or malformed."""
     if not isinstance(spec, str):
-        raise ValueError(f"a latency profile must be a name or spec string, not {type(spec).__name__}; {_spec_help()}")
+        raise BadInput(f"a latency profile must be a name or spec string, not {type(spec).__name__}; {_spec_help()}")
     name, _, rest = spec.strip().partition(":")
     name = name.strip()
     if name not in SPEC_PARAMETERS:
-        raise ValueError(f"unknown latency profile {name!r}; {_spec_help()}")
+        raise BadInput(f"unknown latency profile {name!r}; {_spec_help()}")
     params: dict[str, float] = {}
     for pair in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, text = (part.strip() for part in pair.partition("="))
         if not sep or key not in SPEC_PARAMETERS[name] or key in params:
             problem = "repeated" if key in params else "not name=value" if not sep else "unknown"
-            raise ValueError(f"latency profile {spec!r}: parameter {pair!r} is {problem}; {_spec_help()}")
+            raise BadInput(f"latency profile {spec!r}: parameter {pair!r} is {problem}; {_spec_help()}")
         try:
             value = int(text) if key in _INTEGER_PARAMETERS else float(text)
         except ValueError:
@@ -189,7 +190,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, float]]:
         least, most = (1 if key == "output_tokens" else 0), (MAX_TOKENS_PARAMETER if integer else math.inf)
         if not least <= value <= most or value == math.inf:
             kind = f"a whole number from {least} to {most:,}" if integer else "a finite number of at least 0"
-            raise ValueError(f"latency profile {spec!r}: {key} must be {kind}, not {text!r}; {_spec_help()}")
+            raise BadInput(f"latency profile {spec!r}: {key} must be {kind}, not {text!r}; {_spec_help()}")
         params[key] = value
     return name, params
 
@@ -199,7 +200,7 @@ def get_profile(name: str) -> LatencyProfile:
     ``sonnet``, with optional parameters (``fixed:ttft_ms=200,itl_ms=20,output_tokens=50``)."""
     base, params = parse_spec(name)
     if base == "report":
-        raise ValueError(f"'report' is a profile set (haiku and sonnet by model id), not one profile; {_spec_help()}")
+        raise BadInput(f"'report' is a profile set (haiku and sonnet by model id), not one profile; {_spec_help()}")
     if base == "fixed":
         return LatencyProfile.fixed(**params)  # type: ignore[arg-type]
     if base == "instant":
@@ -279,7 +280,7 @@ def _read_targets(windows_csv: Path, aggregates_csv: Path, reading: str) -> _Tar
             *(((x, ((i + 0.5) / len(maxima)) ** (1 / per_window)) for i, x in enumerate(maxima))),
         ]
     if reading not in READINGS:
-        raise ValueError(f"reading must be one of {', '.join(READINGS)}, not {reading!r}")
+        raise BadInput(f"reading must be one of {', '.join(READINGS)}, not {reading!r}")
     calls = agg["n_calls"] if reading == "stated" else per_window * len(rows)
     return _Targets(quantiles, agg["calls_over_3000ms"] / calls, agg["mean_output_tokens_under_2000ms"])
 

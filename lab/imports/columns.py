@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lab.core.errors import BadInput
 from lab.core.replies import error_type
 from lab.store.columnar import SCHEMA, TIMESTAMP
 
@@ -214,5 +215,5 @@ def require(table: pa.Table, paths: Sequence[str], source: Path, format_name: st
             guess = f"; it looks like {detect(source)}"
         except ValueError:
             guess = ""
-        raise ValueError(f"{source} does not hold {format_name} records: no row has {' or '.join(paths)}; "
+        raise BadInput(f"{source} does not hold {format_name} records: no row has {' or '.join(paths)}; "
                          f"check --format{guess}")

@@ -14,6 +14,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from lab.core.errors import BadInput
 from lab.core import jsontext
 from lab.store.lines import Where, report
 
@@ -55,12 +56,12 @@ def load_json(path: Path) -> Any:
             return jsontext.load(handle)
         except json.JSONDecodeError as exc:
             if exc.msg == "Extra data":
-                raise ValueError(f"{path}:{exc.lineno}: more than one JSON document (JSON lines?), where this "
+                raise BadInput(f"{path}:{exc.lineno}: more than one JSON document (JSON lines?), where this "
                                  "format has one: check --format") from None
-            raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno}); "
+            raise BadInput(f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno}); "
                              "the file is damaged or cut short: export it again") from None
         except (UnicodeDecodeError, OSError, EOFError) as exc:
-            raise ValueError(f"{path}: cannot be read as JSON ({exc}); is the file damaged?") from None
+            raise BadInput(f"{path}: cannot be read as JSON ({exc}); is the file damaged?") from None
 
 
 def damaged(path: Path, line: int, problem: str) -> None:
@@ -132,7 +133,7 @@ def _parse_block(path: Path, block: bytes, first_line: int, schema: pa.Schema,
         except pa.ArrowInvalid as exc:
             problem = str(exc).removeprefix("JSON parse error: ")
             if opening:
-                raise ValueError(f"{path}:{number}: not a JSON line of this format ({problem}): check --format, "
+                raise BadInput(f"{path}:{number}: not a JSON line of this format ({problem}): check --format, "
                                  "or the file is damaged from its start") from None
             damaged(path, number, f"unreadable ({problem})")
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
+from lab.core.errors import BadInput
 from lab.imports import aiperf, genai_perf, guidellm, litellm, llmperf, otel, vllm_bench
 from lab.imports import table as tabular
 from lab.imports.files import head
@@ -27,19 +28,19 @@ def module(name: str) -> ModuleType:
     """The module of a format name (``-`` and ``_`` alike); ``ValueError`` naming the formats otherwise."""
     found = FORMATS.get(name.strip().lower().replace("_", "-"))
     if found is None:
-        raise ValueError(f"unknown format {name!r}: use one of {names()}")
+        raise BadInput(f"unknown format {name!r}: use one of {names()}")
     return found
 
 
 def detect(path: Path) -> str:
     """The format of a file, from its content; ``ValueError`` naming the formats when no one fits."""
     if path.is_dir():
-        raise ValueError(f"{path} is a folder: name one file (a folder of LLMPerf results: --format llmperf)")
+        raise BadInput(f"{path} is a folder: name one file (a folder of LLMPerf results: --format llmperf)")
     start = head(path)
     if not start.strip():
-        raise ValueError(f"{path} is empty: nothing to import")
+        raise BadInput(f"{path} is empty: nothing to import")
     for name, candidate in FORMATS.items():
         if candidate.sniff(start):
             return name
-    raise ValueError(f"cannot tell the format of {path} from its content: give --format, one of {names()} "
+    raise BadInput(f"cannot tell the format of {path} from its content: give --format, one of {names()} "
                      "(csv takes --map field=column for a table of your own)")

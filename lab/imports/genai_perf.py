@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from lab.core.errors import BadInput
 from lab.core import jsontext
 from lab.imports import columns as cols
 from lab.imports.files import load_json
@@ -43,7 +44,7 @@ def batches(path: Path) -> Iterator[pa.Table]:
     document = load_json(path)
     experiments = document.get("experiments") if isinstance(document, dict) else None
     if not isinstance(experiments, list):
-        raise ValueError(f"{path} is not a perf_analyzer profile export: no 'experiments' list")
+        raise BadInput(f"{path} is not a perf_analyzer profile export: no 'experiments' list")
     for experiment in experiments:
         requests = experiment.get("requests") or []
         if requests:

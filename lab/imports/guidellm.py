@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from lab.core.errors import BadInput
 from lab.imports import columns as cols
 from lab.imports.files import load_json
 
@@ -42,7 +43,7 @@ def batches(path: Path) -> Iterator[pa.Table]:
     document = load_json(path)
     benchmarks = document.get("benchmarks") if isinstance(document, dict) else None
     if not isinstance(benchmarks, list):
-        raise ValueError(f"{path} is not a GuideLLM benchmarks.json: no 'benchmarks' list")
+        raise BadInput(f"{path} is not a GuideLLM benchmarks.json: no 'benchmarks' list")
     for benchmark in benchmarks:
         rows = [(status, request) for status in _STATUSES
                 for request in (benchmark.get("requests") or {}).get(status) or []]

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lab.core.errors import BadInput
 from lab.imports import columns as cols
 from lab.store import columnar
 from lab.imports.formats import detect, module
@@ -95,17 +96,17 @@ def import_run(path: str | Path, run_id: str, format: str | None = None, root: s
     try:
         with run.locked():  # a second import of the same run waits, then finds it exists
             if run.exists:
-                raise ValueError(f"run {run_id!r} already exists in {run.dir}: choose another --run")
+                raise BadInput(f"run {run_id!r} already exists in {run.dir}: choose another --run")
             tally = _Tally()
             _write_calls(run, _batches(path, name, fmt, mapping, tally, run_id=run_id, experiment="import",
                                        synthetic=synthetic))
             source = tally.source(path, name, getattr(fmt, "PLACEHOLDERS", ()))
             if not source.rows:
-                raise ValueError(f"{path} holds no calls as {name} reads them: check --format")
+                raise BadInput(f"{path} holds no calls as {name} reads them: check --format")
             if {"latency_ms", "ttft_ms"} <= set(source.missing_fields):
                 how = ("map its column with --map latency_ms=COLUMN[:unit] (units: ms, s, us, ns)" if name == "csv"
                        else "check --format")
-                raise ValueError(f"{path} holds no latency in any of its {source.rows:,} rows as {name} reads it: "
+                raise BadInput(f"{path} holds no latency in any of its {source.rows:,} rows as {name} reads it: "
                                  f"{how}")
             run.write_manifest(_manifest(run_id, path, source, tally, mapping, synthetic))
     except BaseException:
@@ -154,9 +155,9 @@ def _format(path: Path, format: str | None, mapping: Mapping[str, str] | None) -
         format = "csv"
     fmt = module(format) if format is not None else module(detect(path))
     if mapping and fmt.NAME != "csv":
-        raise ValueError(f"--map applies to the csv format only, not {fmt.NAME}")
+        raise BadInput(f"--map applies to the csv format only, not {fmt.NAME}")
     if path.is_dir() and fmt.NAME != "llmperf":
-        raise ValueError(f"{path} is a folder: name one {fmt.NAME} file")
+        raise BadInput(f"{path} is a folder: name one {fmt.NAME} file")
     return fmt.NAME, fmt
 
 
@@ -211,7 +212,7 @@ def _checked(table: pa.Table, path: Path, first_row: int) -> pa.Table:
             else:
                 row = int(pc.index(bad, True).as_py())
             value = values[row].as_py()
-            raise ValueError(f"{path}: record {first_row + row + 1} has {name} = {value!r}: times, token counts and "
+            raise BadInput(f"{path}: record {first_row + row + 1} has {name} = {value!r}: times, token counts and "
                              "costs must be finite and at least 0 (check the column and its unit with --map, or "
                              "--format)")
         if name in TIMES and pa.types.is_floating(values.type) and pc.any(pc.is_nan(values)).as_py():

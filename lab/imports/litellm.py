@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lab.core.errors import BadInput
 from lab.core import jsontext
 from lab.imports import columns as cols
 from lab.imports import files
@@ -64,7 +65,7 @@ def batches(path: Path) -> Iterator[pa.Table]:
     if start.startswith(b"["):  # the /spend/logs answer: one JSON list
         rows = load_json(path)
         if not isinstance(rows, list):
-            raise ValueError(f"{path} is not a list of LiteLLM spend-log rows")
+            raise BadInput(f"{path} is not a list of LiteLLM spend-log rows")
         yield _spend_records(_required(_spend_table(rows), path))
     elif b'"spend"' in start and b'"request_id"' in start:  # spend-log rows, one per line
         yield from (_spend_records(_required(table, path)) for table in _spend_lines(path))
@@ -86,7 +87,7 @@ def _spend_lines(path: Path) -> Iterator[pa.Table]:
             row = jsontext.loads(line)
         except ValueError as exc:
             if number == 1:
-                raise ValueError(f"{path}:1: not JSON ({exc}): check --format") from None
+                raise BadInput(f"{path}:1: not JSON ({exc}): check --format") from None
             damaged(path, number, f"unreadable ({exc})")
             continue
         rows.append(row)

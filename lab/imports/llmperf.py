@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from lab.core.errors import BadInput
 from lab.core import jsontext
 from lab.core.paths import ROOT
 from lab.core.records import CallRecord, records_frame
@@ -89,11 +90,11 @@ def read_llmperf(path: str | Path) -> pd.DataFrame:
             if results is not None:
                 files.append((candidate, results))
         if not files:
-            raise ValueError(f"no LLMPerf per-request results (*.json lists) under {path}")
+            raise BadInput(f"no LLMPerf per-request results (*.json lists) under {path}")
     elif path.is_file():
         results = _load(path)
         if results is None:
-            raise ValueError(
+            raise BadInput(
                 f"{path} is not an LLMPerf per-request results file: expected a JSON list "
                 "of objects with an 'error_code' and LLMPerf metrics such as 'end_to_end_latency_s'"
             )

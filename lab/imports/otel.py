@@ -27,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from lab.core.errors import BadInput
 from lab.core import jsontext
 from lab.imports import columns as cols
 from lab.imports.files import damaged, text_lines
@@ -62,7 +63,7 @@ def batches(path: Path) -> Iterator[pa.Table]:
                      for scope in resource.get("scopeSpans") or [] for span in scope.get("spans") or []]
         except (ValueError, AttributeError, TypeError) as exc:
             if number == 1:
-                raise ValueError(f"{path}:1: not OTLP JSON ({type(exc).__name__}: {exc}): check --format, "
+                raise BadInput(f"{path}:1: not OTLP JSON ({type(exc).__name__}: {exc}): check --format, "
                                  "or the file is damaged from its start") from None
             damaged(path, number, f"unreadable ({type(exc).__name__}: {exc})")
             continue

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from lab.core.errors import BadInput
 from lab.imports import columns as cols
 from lab.imports.files import GZIP_MAGIC, damaged
 from lab.store.lines import Where, report
@@ -63,17 +64,17 @@ def parse_mapping(pairs: Mapping[str, str] | list[str] | None) -> dict[str, tupl
     for field, spec in items:
         field = field.strip()
         if field not in FIELDS:
-            raise ValueError(f"--map {field}=...: {field!r} is not a record field (fields: {', '.join(FIELDS)})")
+            raise BadInput(f"--map {field}=...: {field!r} is not a record field (fields: {', '.join(FIELDS)})")
         column, _, unit = spec.strip().rpartition(":") if ":" in spec else (spec.strip(), "", "")
         unit = unit.strip() or None
         if unit is not None and unit not in UNITS:
-            raise ValueError(f"--map {field}={spec}: unknown unit {unit!r}; use one of {', '.join(UNITS)}")
+            raise BadInput(f"--map {field}={spec}: unknown unit {unit!r}; use one of {', '.join(UNITS)}")
         if unit is not None and field not in TIMES and field not in FLOATS:
-            raise ValueError(f"--map {field}={spec}: a unit applies to times and durations only")
+            raise BadInput(f"--map {field}={spec}: a unit applies to times and durations only")
         if not column.strip():
-            raise ValueError(f"--map {field}={spec}: name a column of the file")
+            raise BadInput(f"--map {field}={spec}: name a column of the file")
         if field in mapping:
-            raise ValueError(f"--map {field}=... is given twice: map each field once")
+            raise BadInput(f"--map {field}=... is given twice: map each field once")
         mapping[field] = (column.strip(), unit)
     return mapping
 
@@ -81,7 +82,7 @@ def parse_mapping(pairs: Mapping[str, str] | list[str] | None) -> dict[str, tupl
 def _split(pair: str) -> tuple[str, str]:
     field, sep, spec = pair.partition("=")
     if not sep:
-        raise ValueError(f"--map {pair!r} is not field=column (e.g. latency_ms=e2e_s:s)")
+        raise BadInput(f"--map {pair!r} is not field=column (e.g. latency_ms=e2e_s:s)")
     return field, spec
 
 
@@ -95,9 +96,9 @@ def batches(path: Path, mapping: Mapping[str, str] | list[str] | None = None) ->
             fields[field] = (field, None)
     absent = sorted({column for column, _ in fields.values()} - set(names))
     if absent:
-        raise ValueError(f"{path} has no column {', '.join(map(repr, absent))}: its columns are {', '.join(names)}")
+        raise BadInput(f"{path} has no column {', '.join(map(repr, absent))}: its columns are {', '.join(names)}")
     if not fields:
-        raise ValueError(f"no column of {path} is a record field: map them with --map field=column[:unit] "
+        raise BadInput(f"no column of {path} is a record field: map them with --map field=column[:unit] "
                          "(e.g. --map latency_ms=e2e_s:s --map started_at=timestamp)")
     source = _parquet(path, fields) if parquet else _csv(path, fields)
     for line_of, raw in source:
@@ -108,7 +109,7 @@ def _parquet_columns(path: Path) -> list[str]:
     try:
         return pq.ParquetFile(path).schema_arrow.names
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise BadInput(f"{path}: not a readable Parquet file ({exc})") from None
 
 
 def _csv_columns(path: Path) -> list[str]:
@@ -143,7 +144,7 @@ def _csv(path: Path, fields: dict[str, tuple[str, str | None]]) -> Iterator[tupl
             except StopIteration:
                 return
             except pa.ArrowInvalid as exc:
-                raise ValueError(f"{path}: cannot be read as CSV after line {line_of(before)} ({exc})") from None
+                raise BadInput(f"{path}: cannot be read as CSV after line {line_of(before)} ({exc})") from None
             yield (lambda k, b=before: line_of(b + k)), pa.Table.from_batches([batch])
             before += batch.num_rows
 
@@ -169,7 +170,7 @@ def _csv_reader(path: Path, wanted: list[str] | None, skipped: list[int] | None)
                                parse_options=pa_csv.ParseOptions(invalid_row_handler=skip),
                                convert_options=convert)
     except pa.ArrowInvalid as exc:
-        raise ValueError(f"{path}: cannot be read as CSV ({exc})") from None
+        raise BadInput(f"{path}: cannot be read as CSV ({exc})") from None
 
 
 def _records(path: Path, line: LineOf, raw: pa.Table, fields: dict[str, tuple[str, str | None]]) -> pa.Table:
@@ -190,7 +191,7 @@ def _records(path: Path, line: LineOf, raw: pa.Table, fields: dict[str, tuple[st
             out[field] = pc.is_in(pc.utf8_lower(values.cast(pa.string())), pa.array(sorted(_OK)))
         elif field in ("chunk_offsets_ms", "attempt_errors"):
             if not pa.types.is_list(values.type):
-                raise ValueError(f"{path}: {field} needs a list column (Parquet), not {values.type} in {column!r}")
+                raise BadInput(f"{path}: {field} needs a list column (Parquet), not {values.type} in {column!r}")
             out[field] = values
         else:
             out[field] = values.cast(pa.string())
@@ -245,6 +246,6 @@ def _status(path: Path, column: str, values: pa.ChunkedArray) -> pa.Array:
     unknown = pc.and_(pc.is_valid(lowered), pc.invert(pc.or_(ok, error)))
     if pc.any(unknown).as_py():
         examples = sorted(set(pc.filter(values.cast(pa.string()), unknown).to_pylist()))[:3]
-        raise ValueError(f"{path}: column {column!r} mapped to status holds {', '.join(map(repr, examples))}; "
+        raise BadInput(f"{path}: column {column!r} mapped to status holds {', '.join(map(repr, examples))}; "
                          "expected ok/error, success/failure or true/false")
     return pc.if_else(ok, "ok", pc.if_else(error, "error", None))

@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lab.core.errors import BadInput
 from lab.imports import columns as cols
 from lab.imports.files import load_json
 
@@ -38,7 +39,7 @@ def sniff(head: bytes) -> bool:
 def batches(path: Path) -> Iterator[pa.Table]:
     result = load_json(path)
     if not isinstance(result, dict) or not isinstance(result.get("errors"), list):
-        raise ValueError(f"{path} has no per-request results: save it with `vllm bench serve --save-result "
+        raise BadInput(f"{path} has no per-request results: save it with `vllm bench serve --save-result "
                          "--save-detailed`")
     errors: list[str] = result["errors"]
     rows = len(errors)
@@ -47,7 +48,7 @@ def batches(path: Path) -> Iterator[pa.Table]:
     def per_request(key: str, scale: float = 1.0) -> pa.Array:
         values = result.get(key) or [None] * rows
         if len(values) != rows:
-            raise ValueError(f"{path}: '{key}' has {len(values)} entries for {rows} requests; the file is damaged")
+            raise BadInput(f"{path}: '{key}' has {len(values)} entries for {rows} requests; the file is damaged")
         array = pa.array(values, pa.float64())
         return pc.if_else(failed, None, pc.multiply(array, scale))
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from lab.core.errors import BadInput
 from lab.core.config import DEFAULT_ENDPOINTS, PROVIDERS
 from lab.proxy.wire import ANTHROPIC, FORMATS, OPENAI
 from lab.core import endpoints
@@ -58,7 +59,7 @@ DEFAULT_BUDGET = {"percent": 10.0, "requests": 100}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-class PolicyError(ValueError):
+class PolicyError(BadInput):
     """A policy file that cannot be used; the message says where and what to write instead."""
 
 

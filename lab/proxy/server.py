@@ -41,6 +41,7 @@ from lab.proxy.forward import Attempt, Failed
 from lab.proxy.policy import DEFAULT_TIMEOUT_S, DEFAULT_URLS, Policy, PolicyError, default_policy, load
 from lab.proxy.record import Recording
 from lab.proxy.wire import ANTHROPIC, CHAT_PATHS, OPENAI, REQUEST_ID_HEADER
+from lab.core.errors import BadInput
 from lab.core.redact import clean_url, guard_logging, redact
 from lab.store import Run
 from lab.core.timing import frozen_heap, short_thread_switches
@@ -292,7 +293,7 @@ def window_label(run: Run, label: str | None) -> str:
     base = label or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     taken = {s.get("window") for s in run.manifest.get("sessions", [])} if run.exists else set()
     if label is not None and label in taken:
-        raise ValueError(f"run {run.id} already has a proxy session labelled {label!r}: choose another --label")
+        raise BadInput(f"run {run.id} already has a proxy session labelled {label!r}: choose another --label")
     candidate, n = base, 1
     while candidate in taken:
         n += 1
@@ -303,7 +304,7 @@ def window_label(run: Run, label: str | None) -> str:
 def check_host(host: str, allow_remote: bool) -> None:
     """Refuse an address beyond loopback unless the caller asked for it explicitly."""
     if host not in endpoints.LOOPBACK_HOSTS and not host.startswith("127.") and not allow_remote:
-        raise ValueError(f"lab proxy listens on loopback only unless --host is given: {host!r} would expose "
+        raise BadInput(f"lab proxy listens on loopback only unless --host is given: {host!r} would expose "
                          "your keys and traffic to the network")
 
 

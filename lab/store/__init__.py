@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from lab.core.errors import BadInput, LabError
 from lab.core import endpoints
 from lab.core import jsontext
 from lab.store import lines
@@ -61,15 +62,15 @@ def valid_run_id(run_id: str) -> bool:
     return isinstance(run_id, str) and re.fullmatch(RUN_ID_PATTERN, run_id) is not None
 
 
-class MissingRecord(LookupError):
+class MissingRecord(LabError, LookupError):
     """A call the run does not hold, with live calls not allowed; says how to collect it."""
 
 
-class DamagedRun(ValueError):
+class DamagedRun(LabError, ValueError):
     """A run whose manifest cannot be read; the message names the file, the problem and the repair."""
 
 
-class RunBusy(RuntimeError):
+class RunBusy(LabError, RuntimeError):
     """A run another collector holds; the message says which process, and what to do."""
 
 
@@ -120,7 +121,7 @@ class Run:
 
     def __init__(self, run_id: str, root: Path | str | None = None) -> None:
         if not valid_run_id(run_id):
-            raise ValueError(f"invalid run id {run_id!r}: use 1 to 100 letters, digits, '.', '_' or '-', "
+            raise BadInput(f"invalid run id {run_id!r}: use 1 to 100 letters, digits, '.', '_' or '-', "
                              "starting with a letter or digit")
         self.id = run_id
         self.dir = Path(runs_dir() if root is None else root) / run_id

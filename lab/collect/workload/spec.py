@@ -53,6 +53,7 @@ import pydantic
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from lab.core.errors import BadInput
 from lab.core import config, endpoints, jsontext, validation
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ MAX_TOKENS = 1_000_000
 MAX_TEXT = 1_000_000
 
 
-class ExperimentError(ValueError):
+class ExperimentError(BadInput):
     """An experiment file or definition that cannot run; the message says what to fix."""
 
 
