@@ -140,7 +140,8 @@ def sources(*items: str | Source, root: Path | str | None = None) -> Sources:
     """Declare a notebook's data: run ids (looked up in the runs folder, or ``root``) or
     sources described by hand ("LLMPerf leaderboard traces, REAL, December 2023").
     Show the result: it renders as a banner and is what the HTML report labels."""
-    from lab.store import Run, valid_run_id
+    from lab.core.paths import valid_run_id
+    from lab.store import Run
 
     found = []
     for item in items:

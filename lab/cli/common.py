@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from lab.core.errors import LabError
-from lab.store import RUN_ID_PATTERN, valid_run_id
+from lab.core.paths import RUN_ID_PATTERN, valid_run_id
 
 
 class UsageError(LabError):

@@ -48,7 +48,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     command = commands.add_parser(
         "import", help="store another tool's per-request results (AIPerf, GuideLLM, LiteLLM, ...) as a run",
-        description="Formats: " + "; ".join(f"{name}: {m.DESCRIPTION}" for name, m in FORMATS.items()))
+        description="Formats: " + "; ".join(f"{name}: {text}" for name, text in FORMATS.items()))
     command.add_argument("path", metavar="PATH", help="the file to import (gzip is fine; LLMPerf: a folder too)")
     command.add_argument("--run", type=run_id, required=True, help="id of the new run")
     command.add_argument("--format", choices=sorted(FORMATS), help="the file's format (default: detected)")

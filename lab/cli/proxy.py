@@ -6,8 +6,8 @@ import argparse
 import re
 
 from lab.cli.common import PORT, SECONDS, http_url, number, run_id
+from lab.proxy import DEFAULT_PORT
 
-DEFAULT_PORT = 8788
 SECONDS_ABOVE_0 = number(float, above=0, maximum=3600, what="a number of seconds")
 
 
@@ -29,8 +29,8 @@ def _proxy(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from lab.proxy.policy import DEFAULT_TIMEOUT_S, DEFAULT_URLS
-    from lab.proxy.server import DEFAULT_GRACE_S
+    from lab.core.config import DEFAULT_ENDPOINTS
+    from lab.proxy import DEFAULT_GRACE_S, DEFAULT_TIMEOUT_S
 
     proxy = commands.add_parser(
         "proxy", help="record every call your application makes (and fall back or hedge by a policy)",
@@ -43,9 +43,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     proxy.add_argument("--host", default=None,
                        help="address to listen on (default: 127.0.0.1; anything beyond loopback exposes your "
                             "traffic and keys, so it must be asked for here)")
-    proxy.add_argument("--anthropic-upstream", type=http_url, default=DEFAULT_URLS["anthropic"], metavar="URL",
+    proxy.add_argument("--anthropic-upstream", type=http_url, default=DEFAULT_ENDPOINTS["anthropic"], metavar="URL",
                        help="where Anthropic requests go, as ANTHROPIC_BASE_URL takes it")
-    proxy.add_argument("--openai-upstream", type=http_url, default=DEFAULT_URLS["openai"], metavar="URL",
+    proxy.add_argument("--openai-upstream", type=http_url, default=DEFAULT_ENDPOINTS["openai"], metavar="URL",
                        help="where OpenAI requests go, as OPENAI_BASE_URL takes it")
     proxy.add_argument("--policy", metavar="FILE.toml",
                        help="routes, fallback, hedging and shadow mode (see examples/proxy-policy.toml)")

@@ -11,10 +11,12 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Kind = Literal["complete", "stream", "json"]
 Status = Literal["ok", "error"]
@@ -171,12 +173,16 @@ INTEGERS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_t
 
 def records_frame(records: Iterable[CallRecord]) -> pd.DataFrame:
     """A pandas frame of call records, one row per call, columns as :data:`FIELDS`."""
+    import pandas as pd
+
     frame = pd.DataFrame([{f: getattr(r, f) for f in FIELDS} for r in records], columns=list(FIELDS))
     return typed_frame(frame)
 
 
 def typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Give a frame with record columns the record's types (missing columns added, empty)."""
+    import pandas as pd
+
     for column in FIELDS:
         if column not in frame:
             frame[column] = None

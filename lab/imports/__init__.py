@@ -14,19 +14,29 @@ reported (``file:line``, :class:`lab.store.lines.DamagedLine` warnings) and skip
 as they are.
 """
 
-from lab.imports.formats import FORMATS, detect
-from lab.imports.importing import Imported, import_run, inspect, read
-from lab.imports.llmperf import LLMPERF_STARTED_AT, SHARED_LEADERBOARD, llmperf_dir, read_llmperf
+import importlib
+from typing import Any
 
-__all__ = [
-    "FORMATS",
-    "LLMPERF_STARTED_AT",
-    "SHARED_LEADERBOARD",
-    "Imported",
-    "detect",
-    "import_run",
-    "inspect",
-    "llmperf_dir",
-    "read",
-    "read_llmperf",
-]
+FORMATS = {
+    "aiperf": "AIPerf profile_export.jsonl (per-request records)",
+    "genai-perf": "genai-perf / perf_analyzer profile_export.json",
+    "guidellm": "GuideLLM benchmarks.json",
+    "vllm-bench": "vllm bench serve result JSON (--save-result --save-detailed)",
+    "litellm": "LiteLLM StandardLoggingPayload lines or spend-log rows",
+    "otel": "OpenTelemetry OTLP JSON spans (GenAI semantic conventions)",
+    "llmperf": "LLMPerf per-request results (a JSON list per file, or a folder of them)",
+    "csv": "CSV or Parquet with a column mapping (--map field=column[:unit])",
+}
+"""The formats, by name, with what each reads (the modules of :mod:`lab.imports.formats`, loaded on use)."""
+
+_EXPORTS = {"detect": "formats", "Imported": "importing", "import_run": "importing", "inspect": "importing",
+            "read": "importing", "LLMPERF_STARTED_AT": "llmperf", "llmperf_dir": "llmperf",
+            "read_llmperf": "llmperf"}
+__all__ = ["FORMATS", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    """The importers load pyarrow: import them when first asked for."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lab.imports' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lab.imports.{_EXPORTS[name]}"), name)

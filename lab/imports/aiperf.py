@@ -28,11 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lab.core import jsontext
+from lab.imports import FORMATS
 from lab.imports import columns as cols
 from lab.imports.files import json_lines
 
 NAME = "aiperf"
-DESCRIPTION = "AIPerf profile_export.jsonl (per-request records)"
+DESCRIPTION = FORMATS[NAME]
 
 _VALUE = pa.struct([("value", pa.float64())])
 _METRICS = ("request_latency", "time_to_first_token", "time_to_first_output_token", "inter_token_latency",

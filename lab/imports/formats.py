@@ -11,22 +11,24 @@ from pathlib import Path
 from types import ModuleType
 
 from lab.core.errors import BadInput
+from lab.imports import FORMATS
 from lab.imports import aiperf, genai_perf, guidellm, litellm, llmperf, otel, vllm_bench
 from lab.imports import table as tabular
 from lab.imports.files import head
 
-FORMATS: dict[str, ModuleType] = {m.NAME: m for m in (
+MODULES: dict[str, ModuleType] = {m.NAME: m for m in (
     aiperf, genai_perf, guidellm, vllm_bench, litellm, otel, llmperf, tabular)}
 """Format name -> module, in the order :func:`detect` tries them (``csv`` last: it takes any table)."""
+assert set(MODULES) == set(FORMATS), "lab.imports.FORMATS names every format module"
 
 
 def names() -> str:
-    return ", ".join(FORMATS)
+    return ", ".join(MODULES)
 
 
 def module(name: str) -> ModuleType:
     """The module of a format name (``-`` and ``_`` alike); ``ValueError`` naming the formats otherwise."""
-    found = FORMATS.get(name.strip().lower().replace("_", "-"))
+    found = MODULES.get(name.strip().lower().replace("_", "-"))
     if found is None:
         raise BadInput(f"unknown format {name!r}: use one of {names()}")
     return found
@@ -39,7 +41,7 @@ def detect(path: Path) -> str:
     start = head(path)
     if not start.strip():
         raise BadInput(f"{path} is empty: nothing to import")
-    for name, candidate in FORMATS.items():
+    for name, candidate in MODULES.items():
         if candidate.sniff(start):
             return name
     raise BadInput(f"cannot tell the format of {path} from its content: give --format, one of {names()} "

@@ -24,12 +24,13 @@ from typing import Any
 import pyarrow as pa
 
 from lab.core.errors import BadInput
+from lab.imports import FORMATS
 from lab.core import jsontext
 from lab.imports import columns as cols
 from lab.imports.files import load_json
 
 NAME = "genai-perf"
-DESCRIPTION = "genai-perf / perf_analyzer profile_export.json"
+DESCRIPTION = FORMATS[NAME]
 
 _CALENDAR_NS = 10**18  # 2001-09-09: perf_analyzer timestamps above this are calendar times
 

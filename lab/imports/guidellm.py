@@ -24,11 +24,12 @@ from typing import Any
 import pyarrow as pa
 
 from lab.core.errors import BadInput
+from lab.imports import FORMATS
 from lab.imports import columns as cols
 from lab.imports.files import load_json
 
 NAME = "guidellm"
-DESCRIPTION = "GuideLLM benchmarks.json"
+DESCRIPTION = FORMATS[NAME]
 
 _STATUSES = {"successful": "ok", "errored": "error", "incomplete": "error"}
 

@@ -26,13 +26,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lab.core.errors import BadInput
+from lab.imports import FORMATS
 from lab.core import jsontext
 from lab.imports import columns as cols
 from lab.imports import files
 from lab.imports.files import damaged, json_lines, load_json, text_lines
 
 NAME = "litellm"
-DESCRIPTION = "LiteLLM StandardLoggingPayload lines or spend-log rows"
+DESCRIPTION = FORMATS[NAME]
 BATCH_ROWS = 100_000
 
 _PAYLOAD = pa.schema([

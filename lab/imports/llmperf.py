@@ -20,12 +20,13 @@ import pandas as pd
 import pyarrow as pa
 
 from lab.core.errors import BadInput
+from lab.imports import FORMATS
 from lab.core import jsontext
 from lab.core.paths import ROOT
 from lab.core.records import CallRecord, records_frame
 
 NAME = "llmperf"
-DESCRIPTION = "LLMPerf per-request results (a JSON list per file, or a folder of them)"
+DESCRIPTION = FORMATS[NAME]
 PLACEHOLDERS = ("started_at",)
 """Fields every LLMPerf record fills with a placeholder, not a measurement."""
 

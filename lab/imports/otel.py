@@ -28,12 +28,13 @@ from typing import Any
 import pyarrow as pa
 
 from lab.core.errors import BadInput
+from lab.imports import FORMATS
 from lab.core import jsontext
 from lab.imports import columns as cols
 from lab.imports.files import damaged, text_lines
 
 NAME = "otel"
-DESCRIPTION = "OpenTelemetry OTLP JSON spans (GenAI semantic conventions)"
+DESCRIPTION = FORMATS[NAME]
 
 INFERENCE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 TTFT_ATTRIBUTES = ("gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token")

@@ -26,13 +26,14 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from lab.core.errors import BadInput
+from lab.imports import FORMATS
 from lab.imports import columns as cols
 from lab.imports.files import GZIP_MAGIC, damaged
 from lab.store.lines import Where, report
 from lab.core.records import FIELDS, FLOATS, INTEGERS
 
 NAME = "csv"
-DESCRIPTION = "CSV or Parquet with a column mapping (--map field=column[:unit])"
+DESCRIPTION = FORMATS[NAME]
 
 UNITS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
 TIMES = ("started_at", "scheduled_at")

@@ -21,11 +21,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lab.core.errors import BadInput
+from lab.imports import FORMATS
 from lab.imports import columns as cols
 from lab.imports.files import load_json
 
 NAME = "vllm-bench"
-DESCRIPTION = "vllm bench serve result JSON (--save-result --save-detailed)"
+DESCRIPTION = FORMATS[NAME]
 
 _NEVER_RECEIVED = "Never received a valid chunk"
 

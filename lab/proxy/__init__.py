@@ -34,7 +34,22 @@ In process, as the tests use it::
         client = anthropic.Anthropic(base_url=proxy.url_for("anthropic"), api_key=...)
 """
 
-from lab.proxy.policy import Policy, PolicyError, default_policy, load, parse
-from lab.proxy.server import Proxy, serve
+import importlib
+from typing import Any
 
-__all__ = ["Policy", "PolicyError", "Proxy", "default_policy", "load", "parse", "serve"]
+DEFAULT_TIMEOUT_S = 600.0
+"""An attempt's deadline, first byte sent to last byte received, unless a route sets its own."""
+DEFAULT_GRACE_S = 10.0
+"""How long in-flight answers may take to finish once the proxy is told to stop."""
+DEFAULT_PORT = 8788
+
+_EXPORTS = {"Policy": "policy", "PolicyError": "policy", "default_policy": "policy", "load": "policy",
+            "parse": "policy", "Proxy": "server", "serve": "server"}
+__all__ = ["DEFAULT_GRACE_S", "DEFAULT_PORT", "DEFAULT_TIMEOUT_S", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    """The server loads aiohttp: import it when first asked for (``lab --help`` stays quick)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lab.proxy' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lab.proxy.{_EXPORTS[name]}"), name)

@@ -47,14 +47,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lab.core.errors import BadInput
+from lab.proxy import DEFAULT_TIMEOUT_S
 from lab.core.config import DEFAULT_ENDPOINTS, PROVIDERS
 from lab.proxy.wire import ANTHROPIC, FORMATS, OPENAI
 from lab.core import endpoints
 from lab.core.redact import clean_url
 
 DEFAULT_URLS = {api: str(DEFAULT_ENDPOINTS[api]) for api in FORMATS}
-DEFAULT_TIMEOUT_S = 600.0
-"""An attempt's deadline, first byte sent to last byte received, unless a route sets its own."""
 DEFAULT_BUDGET = {"percent": 10.0, "requests": 100}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 

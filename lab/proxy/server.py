@@ -38,18 +38,17 @@ from lab.core.replies import SYNTHETIC_HEADER
 from lab.proxy import forward, translate, wire
 from lab.proxy.engine import Engine, Exchange
 from lab.proxy.forward import Attempt, Failed
-from lab.proxy.policy import DEFAULT_TIMEOUT_S, DEFAULT_URLS, Policy, PolicyError, default_policy, load
+from lab.proxy.policy import DEFAULT_URLS, Policy, PolicyError, default_policy, load
 from lab.proxy.record import Recording
 from lab.proxy.wire import ANTHROPIC, CHAT_PATHS, OPENAI, REQUEST_ID_HEADER
 from lab.core.errors import BadInput
+from lab.proxy import DEFAULT_GRACE_S, DEFAULT_TIMEOUT_S
 from lab.core.redact import clean_url, guard_logging, redact
 from lab.store import Run
 from lab.core.timing import frozen_heap, short_thread_switches
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """Larger than either provider's request limit: the upstream decides."""
-DEFAULT_GRACE_S = 10.0
-"""How long in-flight answers may take to finish once the proxy is told to stop."""
 TASK_HEADER, ROUTE_HEADER = "x-lab-task", "x-lab-route"
 _STATUS = {"timeout": 504, "cancelled": 503}
 _STOPPED = "lab proxy stopped before the answer ended"

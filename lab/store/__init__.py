@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from lab.core.errors import BadInput, LabError
+from lab.core.paths import valid_run_id
 from lab.core import endpoints
 from lab.core import jsontext
 from lab.store import lines
@@ -52,14 +53,6 @@ def runs_dir() -> Path:
         if (folder / "data" / "runs").is_dir():
             return folder / "data" / "runs"
     return here / "data" / "runs"
-
-
-RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
-
-
-def valid_run_id(run_id: str) -> bool:
-    """True for a run id that names one folder safely: 1 to 100 letters, digits, '.', '_' or '-'."""
-    return isinstance(run_id, str) and re.fullmatch(RUN_ID_PATTERN, run_id) is not None
 
 
 class MissingRecord(LabError, LookupError):
