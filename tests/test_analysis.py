@@ -82,14 +82,14 @@ def test_the_committed_notebook_is_the_generated_one():
 
 def test_lab_analyze_writes_a_page_with_findings_first(in_runs, tmp_path, capsys):
     page = tmp_path / "serial.html"
-    assert main(["analyze", "serial", "--out", str(page)]) == 0
+    assert main(["analyze", "--run", "serial", "--out", str(page)]) == 0
     text = page.read_text()
     assert text.index("Run serial") < text.index("Method") and "SYNTHETIC" in text
     assert "slower is slower than quick" in text
 
 
 def test_lab_analyze_of_a_missing_run_is_one_line(in_runs, capsys):
-    assert main(["analyze", "absent"]) == 2
+    assert main(["analyze", "--run", "absent"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
@@ -118,11 +118,11 @@ def test_compare_tests_are_calibrated_on_identical_distributions():
 def test_lab_compare_works_across_formats(in_runs, capsys, tmp_path):
     io.import_run(FIXTURES / "aiperf" / "profile_export.jsonl", "aiperf-fixture", root=in_runs)
     out = tmp_path / "cmp.html"
-    assert main(["compare", "aiperf-fixture", "serial", "--metric", "ttft", "--out", str(out)]) == 0
+    assert main(["compare", "--run", "aiperf-fixture", "--run", "serial", "--metric", "ttft", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "serial against aiperf-fixture" in printed and "errors:" in printed and out.exists()
 
 
 def test_lab_compare_explains_what_it_cannot_do(in_runs, capsys):
-    assert main(["compare", "serial", "open-loop", "--by", "colour"]) == 2
+    assert main(["compare", "--run", "serial", "--run", "open-loop", "--by", "colour"]) == 2
     assert "--by takes" in capsys.readouterr().err

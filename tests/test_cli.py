@@ -59,7 +59,7 @@ def test_doctor_names_the_missing_key(monkeypatch, tmp_path, capsys):
         monkeypatch.delenv(name, raising=False)
     assert cli.main(["doctor", "--provider", "anthropic"]) == 1
     out = capsys.readouterr().out
-    assert "ANTHROPIC_API_KEY missing" in out and "lab emulator" in out
+    assert "ANTHROPIC_API_KEY not set" in out and "lab emulator" in out
 
 
 def test_key_from_dotenv_file(monkeypatch, tmp_path):

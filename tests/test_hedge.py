@@ -10,7 +10,7 @@ import pytest
 from lab.core import prices
 from lab.hedge import policies as hedge
 from lab.emulator import Emulator, FaultRule, LatencyProfile
-from lab.hedge import RecentPercentile, Route
+from lab.hedge import RecentPercentile, Backend
 from lab.core.records import CallRecord
 
 PROMPT = "Explain in 2-3 sentences why infrastructure reliability matters for software companies."
@@ -24,12 +24,12 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, HANG_S))
 
 
-def primary_route(emu: Emulator) -> Route:
-    return Route("anthropic", "claude-haiku-4-5", emu.url_for("anthropic"))
+def primary_route(emu: Emulator) -> Backend:
+    return Backend("anthropic", "claude-haiku-4-5", emu.url_for("anthropic"))
 
 
-def backup_route(emu: Emulator) -> Route:
-    return Route("openai", "gpt-5-mini", emu.url_for("openai"))
+def backup_route(emu: Emulator) -> Backend:
+    return Backend("openai", "gpt-5-mini", emu.url_for("openai"))
 
 
 @pytest.fixture

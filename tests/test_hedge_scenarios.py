@@ -16,7 +16,8 @@ import pytest
 
 from lab.emulator import LatencyProfile
 from lab.collect import hedging as sc
-from lab.store import DamagedLine, MissingRecord, Run
+from lab.store import MissingRecord, Run
+from lab.store.lines import DamagedLine
 
 from collecting import collect_offline
 

@@ -221,7 +221,7 @@ def test_every_fixture_is_detected_by_content(tmp_path):
 # --- the command -------------------------------------------------------------------------------------
 
 def test_lab_import_prints_one_line_and_stores_the_run(lab_cli, tmp_path, capsys):
-    assert lab_cli(["import", str(AIPERF), "--run", "ai-1", "--root", str(tmp_path)]) == 0
+    assert lab_cli(["import", str(AIPERF), "--run", "ai-1", "--runs-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out == [f"imported 40 calls (5 errors) from aiperf file profile_export.jsonl into run ai-1 at "
                    f"{tmp_path / 'ai-1'}"]
@@ -231,7 +231,7 @@ def test_lab_import_prints_one_line_and_stores_the_run(lab_cli, tmp_path, capsys
 def test_lab_import_with_a_mapping(lab_cli, tmp_path, capsys):
     table = tmp_path / "t.csv"
     table.write_text("e2e,code\n0.5,200\n0.7,500\n")
-    assert lab_cli(["import", str(table), "--run", "csv-1", "--root", str(tmp_path),
+    assert lab_cli(["import", str(table), "--run", "csv-1", "--runs-dir", str(tmp_path),
                     "--map", "latency_ms=e2e:s", "--map", "http_status=code"]) == 0
     assert "imported 2 calls (1 errors) from csv file t.csv" in capsys.readouterr().out
     assert json.loads((tmp_path / "csv-1" / "manifest.json").read_text())["source"]["mapping"] == {
@@ -248,7 +248,7 @@ def test_lab_import_with_a_mapping(lab_cli, tmp_path, capsys):
 ])
 def test_lab_import_mistakes_are_one_line(lab_cli, tmp_path, capsys, arguments, message):
     with pytest.raises(SystemExit) if "invalid" in message else _no_exit():
-        code = lab_cli(["import", *arguments, "--root", str(tmp_path)])
+        code = lab_cli(["import", *arguments, "--runs-dir", str(tmp_path)])
         assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lab: ") and message in err[0]
@@ -260,7 +260,7 @@ def test_lab_import_reports_damaged_lines_as_warnings(lab_cli, tmp_path, capsys)
     damaged.write_bytes((FIXTURES / "otel" / "spans.jsonl").read_bytes() + b"{torn\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing escapes as a Python warning
-        assert lab_cli(["import", str(damaged), "--run", "o-1", "--root", str(tmp_path)]) == 0
+        assert lab_cli(["import", str(damaged), "--run", "o-1", "--runs-dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith(f"lab: warning: {damaged}:4: unreadable")
     assert "(7 errors, 1 damaged lines skipped)" in captured.out

@@ -15,7 +15,7 @@ from lab import llm
 from lab.core import config
 from lab.core import prices
 from lab.emulator import Emulator, FaultRule, LatencyProfile
-from lab.hedge import RecentPercentile, Route, single
+from lab.hedge import RecentPercentile, Backend, single
 from lab.llm import clients
 
 from stubs import Scripted, StubServer, anthropic_message, openai_completion
@@ -199,7 +199,7 @@ def test_credentials_in_a_base_url_are_never_stored():
 
 
 def test_an_unpriced_route_costs_unknown_not_zero(emu):
-    outcome = asyncio.run(single("hi", Route("openai-compatible", "my-local-model", emu.url_for("openai")),
+    outcome = asyncio.run(single("hi", Backend("openai-compatible", "my-local-model", emu.url_for("openai")),
                                  max_tokens=8))
     assert outcome.ok and outcome.attempts[0].cost_usd is None and outcome.cost_usd is None
 

@@ -8,7 +8,7 @@ import pytest
 
 from lab import llm
 from lab.emulator import Emulator, LatencyProfile
-from lab.hedge import Route, hedge
+from lab.hedge import Backend, hedge
 
 from stubs import HTML_PAGE, Scripted, StubServer, anthropic_message, openai_completion, sse
 
@@ -86,8 +86,8 @@ def test_a_gateway_error_page_is_a_server_error(provider):
 def test_a_hedge_keeps_the_healthy_answer_when_the_primary_sends_garbage():
     with (StubServer([Scripted(200, {"choices": []})]) as broken,
           Emulator(profile=LatencyProfile.fixed(ttft_ms=30, itl_ms=1, output_tokens=5)) as healthy):
-        outcome = asyncio.run(hedge("hi", Route("openai", "gpt-5-mini", broken.url_for("openai")),
-                                    Route("openai", "gpt-5-mini", healthy.url_for("openai")), delay_s=5.0,
+        outcome = asyncio.run(hedge("hi", Backend("openai", "gpt-5-mini", broken.url_for("openai")),
+                                    Backend("openai", "gpt-5-mini", healthy.url_for("openai")), delay_s=5.0,
                                     max_tokens=16))
     assert outcome.ok and outcome.text and outcome.winner.endpoint == healthy.url_for("openai")
     assert outcome.attempts[0].error_type == "invalid_response"

@@ -250,7 +250,7 @@ def test_a_folder_of_deep_json_lines_is_listed_and_checked(workdir, capsys):
     (run / "manifest.json").write_text(json.dumps({"run_id": "deep", "experiment": "x", "started_at": "2026"}))
     (run / "calls.jsonl").write_bytes(b"[" * 100_000 + b"]" * 100_000 + b"\n")
     assert cli.main(["runs"]) == 0
-    assert cli.main(["runs", "check", "deep"]) == 1  # damaged, said with file and line
+    assert cli.main(["runs", "check", "--run", "deep"]) == 1  # damaged, said with file and line
     out, err = capsys.readouterr()
     assert "calls.jsonl:1" in out + err and "Traceback" not in out + err
 
@@ -332,8 +332,8 @@ def _missing_a_call(run: Path) -> None:
 @pytest.mark.parametrize("change", [_without_endpoints, _missing_a_call])
 def test_analyze_and_compare_of_a_damaged_run_are_one_line(collected, workdir, capsys, change):
     _damaged(collected, workdir, change)
-    for argv in (["analyze", "good", "--out", str(workdir / "page.html")], ["compare", "good", "good"]):
+    for argv in (["analyze", "--run", "good", "--out", str(workdir / "page.html")], ["compare", "--run", "good", "--run", "good"]):
         err = refused(argv, capsys)
         assert "good" in err
-    assert cli.main(["runs", "check", "good"]) != 0 or change is _missing_a_call
+    assert cli.main(["runs", "check", "--run", "good"]) != 0 or change is _missing_a_call
     capsys.readouterr()

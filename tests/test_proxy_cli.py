@@ -54,7 +54,7 @@ def free_port() -> int:
     (["--anthropic-upstream", "ftp://example.com"], "not an http:// or https:// URL"),
     (["--timeout", "0"], "0 is too small"),
     (["--grace", "-1"], "-1 is too small"),
-    (["--label", "a b"], "invalid label"),
+    (["--window", "a\nb"], "is not a label"),
     (["--policy", "absent.toml"], "policy file absent.toml does not exist"),
 ])
 def test_mistakes_are_one_line(lab_main, capsys, args, message):
@@ -179,3 +179,21 @@ def test_one_proxy_per_run(tmp_path, lab_main, capsys):
             process.communicate(timeout=60)
     err = capsys.readouterr().err
     assert "run served is being collected by pid" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_policy_key_that_is_not_set_stops_the_proxy_before_it_starts(lab_main, capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("LAB_UNSET_BACKUP_KEY", raising=False)
+    policy = tmp_path / "p.toml"
+    policy.write_text('[upstreams.backup]\nurl = "http://127.0.0.1:9/v1"\nformat = "openai"\n'
+                      'api_key_env = "LAB_UNSET_BACKUP_KEY"\n')
+    assert lab_main(["proxy", "--run", "r", "--port", str(free_port()), "--policy", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert "LAB_UNSET_BACKUP_KEY (upstream backup)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_proxy_answers_its_own_health(tmp_path):
+    with Proxy(Run("health", tmp_path), anthropic_upstream="http://127.0.0.1:9") as proxy:  # no upstream there
+        for path in ("/health", "/_lab/health"):
+            with urllib.request.urlopen(proxy.base_url + path, timeout=30) as response:
+                assert json.load(response)["status"] == "ok"

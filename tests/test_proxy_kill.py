@@ -92,7 +92,7 @@ def test_sigkill_under_load_loses_no_answered_call(tmp_path):
     lost = set(answered) - recorded
     assert not lost, f"{len(lost)} of {len(answered)} answered calls not recorded over {KILLS} kills"
     assert len({entry["key"] for entry in lines}) == len(lines)  # nothing twice
-    done = subprocess.run([sys.executable, "-m", "lab.cli", "runs", "check", "killed"], cwd=tmp_path, text=True,
+    done = subprocess.run([sys.executable, "-m", "lab.cli", "runs", "check", "--run", "killed"], cwd=tmp_path, text=True,
                           capture_output=True, env={**os.environ, "LAB_RUNS_DIR": str(tmp_path)})
     assert "Traceback" not in done.stderr
     assert json.loads(run.manifest_path.read_text())["sessions"]

@@ -139,13 +139,13 @@ def test_an_attempt_stopped_before_it_ran_still_ends_and_says_why():
     from multidict import CIMultiDict
 
     from lab.proxy.forward import Attempt
-    from lab.proxy.policy import Target, Upstream
+    from lab.proxy.policy import RouteTarget, Upstream
     from lab.proxy.wire import Ask
 
     async def scenario() -> Attempt:
         changes = []
         async with aiohttp.ClientSession() as session:
-            target = Target(Upstream("u", "http://127.0.0.1:9", ANTHROPIC, ANTHROPIC))
+            target = RouteTarget(Upstream("u", "http://127.0.0.1:9", ANTHROPIC, ANTHROPIC))
             attempt = Attempt(session, target, "hedge", url="http://127.0.0.1:9/v1/messages", headers=CIMultiDict(),
                               body=b"{}", ask=Ask("m", True, "stream"), caller_api=ANTHROPIC, timeout_s=5,
                               keep_text=False, on_change=changes.append)

@@ -106,8 +106,8 @@ def test_no_planted_secret_reaches_a_file_or_a_stream(tmp_path):
         run("import", str(table), "--run", "imported", *(f"--map={c}={c}" for c in (
             "latency_ms", "status", "error_message", "endpoint", "provider", "model")))
         for run_id in ("planted", "echoed", "imported"):
-            run("analyze", run_id, "--out", str(work / "reports" / f"{run_id}.html"))
-        run("compare", "planted", "imported", "--out", str(work / "reports" / "compare.html"))
+            run("analyze", "--run", run_id, "--out", str(work / "reports" / f"{run_id}.html"))
+        run("compare", "--run", "--run", "--run", "planted", "--run", "imported", "--out", str(work / "reports" / "compare.html"))
         run("runs")
 
         policy = work / "policy.toml"

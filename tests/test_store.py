@@ -20,7 +20,8 @@ from lab.core import endpoints
 from lab.collect import experiment
 from lab.emulator import Emulator, LatencyProfile
 from lab.collect.recorder import Recorder
-from lab.store import CallKey, DamagedLine, MissingRecord, Run
+from lab.store import CallKey, MissingRecord, Run
+from lab.store.lines import DamagedLine
 
 from events import wait_until_blocked_on
 

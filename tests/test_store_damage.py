@@ -22,7 +22,8 @@ import pytest
 
 from lab import store
 from lab.core.records import CallRecord
-from lab.store import DamagedLine, Run
+from lab.store import Run
+from lab.store.lines import DamagedLine
 
 COMMITTED = Path(__file__).resolve().parents[1] / "data" / "runs" / "hedging-demo" / "outcomes.jsonl.gz"
 

@@ -1,4 +1,4 @@
-"""``lab runs`` lists the runs and ``lab runs check RUN`` verifies one; both only read."""
+"""``lab runs`` lists the runs and ``lab runs check --run RUN`` verifies one; both only read."""
 
 from __future__ import annotations
 
@@ -88,11 +88,11 @@ def test_the_committed_runs_are_listed(committed, capsys):
 
 def test_every_committed_run_checks_clean(committed, capsys):
     for run_id in committed:
-        code, out, err = lab(capsys, "runs", "check", run_id)
+        code, out, err = lab(capsys, "runs", "check", "--run", run_id)
         assert code == 0, out + err
         assert out.splitlines()[-1].startswith("clean: ")
     if "hedging-demo" in committed:  # reads the compacted outcomes of a hedging run
-        code, out, _ = lab(capsys, "runs", "check", "hedging-demo")
+        code, out, _ = lab(capsys, "runs", "check", "--run", "hedging-demo")
         outcomes = gzip.decompress((COMMITTED / "hedging-demo" / "outcomes.jsonl.gz").read_bytes()).splitlines()
         assert f"  outcomes.jsonl.gz: {len(outcomes)} lines read\n" in out
 
@@ -142,7 +142,7 @@ def test_check_lists_each_damaged_line_and_exits_1(runs, capsys):
         handle.write(json.dumps({"key": ["k0"], "record": a_record()}) + "\n")  # line 4: a key that is a list
         handle.write(json.dumps({"key": "k1", "record": a_record(latency_ms=9.0)}) + "\n")  # line 5: a second copy
         handle.write('{"key": "k9", "rec')  # line 6: torn
-    code, out, err = lab(capsys, "runs", "check", "hurt")
+    code, out, err = lab(capsys, "runs", "check", "--run", "hurt")
     assert code == 1 and err == ""
     assert "calls.jsonl: 5 lines read, 3 keys" in out
     assert f"{run.calls_path}:4: unreadable: its key is an array, not a string" in out
@@ -154,17 +154,17 @@ def test_check_lists_each_damaged_line_and_exits_1(runs, capsys):
                                     "the collect command collects it again); 1 second copy of records (ignored, "
                                     "the first kept: two collectors ran at once)")
     listed = lab(capsys, "runs")[1]
-    assert "3 damaged lines; see `lab runs check hurt`" in listed
+    assert "3 damaged lines; see `lab runs check --run hurt`" in listed
 
 
 def test_check_reports_a_damaged_manifest_and_still_reads_the_lines(runs, capsys):
     run = a_run(runs, "broken", [a_record()])
     run.manifest_path.write_text('{"run_id": "broken",')
-    code, out, _ = lab(capsys, "runs", "check", "broken")
+    code, out, _ = lab(capsys, "runs", "check", "--run", "broken")
     assert code == 1
     assert f"{run.manifest_path} is not valid JSON (Expecting property name enclosed in double quotes at line 1" in out
     assert "restore it from version control" in out and "calls.jsonl: 1 line read, 1 key" in out
-    assert "manifest damaged; see `lab runs check broken`" in lab(capsys, "runs")[1]
+    assert "manifest damaged; see `lab runs check --run broken`" in lab(capsys, "runs")[1]
 
 
 def test_check_reads_a_hedging_runs_compacted_outcomes(runs, capsys):
@@ -175,7 +175,7 @@ def test_check_reads_a_hedging_runs_compacted_outcomes(runs, capsys):
     shutil.copytree(source, target)
     data = (target / "outcomes.jsonl.gz").read_bytes()
     (target / "outcomes.jsonl.gz").write_bytes(data[:-100])
-    code, out, _ = lab(capsys, "runs", "check", "hedged")
+    code, out, _ = lab(capsys, "runs", "check", "--run", "hedged")
     assert code == 1
     assert f"{target / 'outcomes.jsonl.gz'}:" in out and ": truncated compressed data" in out
     assert "damage found in hedged: 1 damaged line (" in out
@@ -187,21 +187,21 @@ def test_check_validates_the_call_records_inside_outcomes(runs, capsys):
                         "sessions": []})
     run.append_line({"request": 0, "ok": True, "attempts": [a_record()]}, "outcomes.jsonl")
     run.append_line({"request": 1, "ok": True, "attempts": [a_record(started_at="never")]}, "outcomes.jsonl")
-    code, out, _ = lab(capsys, "runs", "check", "outcomes")
+    code, out, _ = lab(capsys, "runs", "check", "--run", "outcomes")
     assert code == 1 and "outcomes.jsonl: 2 lines read" in out
     assert f"{run.dir / 'outcomes.jsonl'}:2: unreadable: its attempt 0 cannot be read (ValueError" in out
 
 
 def test_check_of_a_clean_run(runs, capsys):
     a_run(runs, "fine", [a_record(), a_record(latency_ms=2.0)])
-    code, out, _ = lab(capsys, "runs", "check", "fine")
+    code, out, _ = lab(capsys, "runs", "check", "--run", "fine")
     assert code == 0 and out.splitlines()[-1] == "clean: 2 lines, 2 records, nothing damaged"
 
 
 @pytest.mark.parametrize("argv, message", [
-    (("runs", "check", "absent"), "lab: no run 'absent' in {runs}: `lab runs` lists the runs there"),
-    (("runs", "check", "../x"), "lab: argument run: invalid run id '../x'"),
-    (("runs", "check"), "lab: the following arguments are required: run"),
+    (("runs", "check", "--run", "absent"), "lab: no run 'absent' in {runs}: `lab runs` lists the runs there"),
+    (("runs", "check", "--run", "../x"), "lab: argument --run: invalid run id '../x'"),
+    (("runs", "check"), "lab: the following arguments are required: --run"),
 ])
 def test_check_mistakes_are_one_line_and_exit_2(runs, capsys, argv, message):
     code, out, err = lab(capsys, *argv)
@@ -213,7 +213,7 @@ def test_check_mistakes_are_one_line_and_exit_2(runs, capsys, argv, message):
 def test_the_committed_runs_list_and_check_on_a_read_only_mount(committed):
     from tests.test_store_damage import in_namespace
 
-    commands = " && ".join(f'"$2" -m lab.cli runs check {run_id} >/dev/null' for run_id in committed)
+    commands = " && ".join(f'"$2" -m lab.cli runs check --run {run_id} >/dev/null' for run_id in committed)
     out = in_namespace(f'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && ! touch "$1/probe" 2>/dev/null '
                        f'&& LAB_RUNS_DIR="$1" "$2" -m lab.cli runs && {commands}',
                        str(COMMITTED), sys.executable)

@@ -1,4 +1,4 @@
-"""``lab analyze RUN``: one report for any run, whatever collected it.
+"""``lab analyze --run RUN``: one report for any run, whatever collected it.
 
 Per target and task: time to first token, time per output token, end to end and the longest
 mid-stream silence, each percentile with a distribution-free interval (:mod:`lab.analysis.stats`); error

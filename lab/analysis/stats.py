@@ -35,31 +35,6 @@ def _quantile(values: pd.Series, q: float) -> float:
     return float(np.quantile(values, q)) if len(values) else math.nan
 
 
-def latency_summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """One row per group: ``n``, ``n_ok``, ``error_rate`` and, over successful calls, mean, min, max
-    and p25 to p99 of ``latency_ms`` and ``ttft_ms`` (``numpy.quantile``, linear; NaN where empty)."""
-    by = list(by)
-    ok = df["status"].eq("ok")
-    frame = df[by].copy()
-    frame["_ok"] = ok.to_numpy()
-    for metric in METRICS:
-        values = df[metric] if metric in df else pd.Series(np.nan, index=df.index)
-        frame[metric] = values.astype("float64").where(ok)
-    grouped = frame.groupby(by, sort=True, observed=True, dropna=False)
-    out = grouped["_ok"].agg(n="size", n_ok="sum")
-    out["n"] = out["n"].astype(int)
-    out["n_ok"] = out["n_ok"].astype(int)
-    out["error_rate"] = 1 - out["n_ok"] / out["n"]
-    for metric in METRICS:
-        column = grouped[metric]
-        out[f"{metric}_mean"] = column.mean()
-        out[f"{metric}_min"] = column.min()
-        out[f"{metric}_max"] = column.max()
-        for p in PERCENTILES:
-            out[f"{metric}_p{p}"] = column.agg(_quantile, p / 100)
-    return out.reset_index()
-
-
 # --- intervals for every table: the one source of truth ----------------------------------------------------------
 
 def interval_summary(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = ("latency_ms",),
@@ -232,28 +207,6 @@ def ratio_heterogeneity(pairs: Mapping[Any, tuple[Sequence[float], Sequence[floa
     return table, summary
 
 
-def superiority(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 1999,
-                seed: Seed = 0) -> pd.DataFrame:
-    """P(Y > X) + P(Y = X)/2 (common-language effect size, ``U_y / (n_x n_y)`` from ``scipy.stats.mannwhitneyu``)
-    and Cliff's delta (``2 P - 1``), with a BCa interval from ``scipy.stats.bootstrap``.
-
-    BCa intervals respect monotone transformations, so delta's interval is P's, transformed.
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-
-    def prob(a, b, axis=-1):
-        return stats.mannwhitneyu(b, a, axis=axis, method="asymptotic").statistic / (a.shape[axis] * b.shape[axis])
-
-    estimate = float(prob(x, y))
-    result = stats.bootstrap((x, y), prob, method="BCa", confidence_level=confidence, n_resamples=n_resamples,
-                             vectorized=True, rng=np.random.default_rng(seed))
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    return pd.DataFrame([
-        {"effect size": "P(Y > X)", "estimate": estimate, "low": low, "high": high},
-        {"effect size": "Cliff's delta", "estimate": 2 * estimate - 1, "low": 2 * low - 1, "high": 2 * high - 1},
-    ])
-
-
 def quantile_difference_test(x: Sequence[float], y: Sequence[float], *, q: float = 0.95, n_resamples: int = 9999,
                              alternative: str = "two-sided", seed: Seed = 0) -> pd.Series:
     """Difference of the q-quantiles, quantile(y) - quantile(x), tested by ``scipy.stats.permutation_test``."""
@@ -284,18 +237,6 @@ def exceedance_test(x: Sequence[float], y: Sequence[float], threshold: float, *,
     return pd.Series({"threshold": threshold, "over_x": over_x, "n_x": len(x), "over_y": over_y, "n_y": len(y),
                       "share_x": over_x / len(x), "share_y": over_y / len(y), "odds_ratio": float(fisher.statistic),
                       "p_value": float(p), "method": method})
-
-
-def spearman_interval(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 1999,
-                      seed: Seed = 0) -> pd.Series:
-    """Spearman's rho and p (``scipy.stats.spearmanr``) with a paired BCa interval (``scipy.stats.bootstrap``)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    point = stats.spearmanr(x, y)
-    result = stats.bootstrap((x, y), lambda a, b: stats.spearmanr(a, b).statistic, paired=True, vectorized=False,
-                             method="BCa", confidence_level=confidence, n_resamples=n_resamples,
-                             rng=np.random.default_rng(seed))
-    return pd.Series({"rho": float(point.statistic), "low": float(result.confidence_interval.low),
-                      "high": float(result.confidence_interval.high), "p_value": float(point.pvalue), "n": len(x)})
 
 
 # --- what n buys: distribution-free quantile intervals -------------------------------------------------------------

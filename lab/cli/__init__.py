@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     config.remember_secrets()  # a key echoed by a provider, a proxied upstream or an imported file is masked
     args = parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "runs_dir", None):
+        os.environ["LAB_RUNS_DIR"] = args.runs_dir  # every run this command names is looked for there
     if not args.debug:
         warnings.showwarning = _warn_in_one_line
     try:

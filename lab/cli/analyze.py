@@ -1,4 +1,4 @@
-"""``lab analyze RUN`` (a report on any run) and ``lab compare RUN_A RUN_B`` (a verdict between two)."""
+"""``lab analyze --run RUN`` (a report on any run) and ``lab compare --run A --run B`` (a verdict between two)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import html
 from pathlib import Path
 
-from lab.cli.common import UsageError, run_id
+from lab.cli.common import UsageError, add_run
 
 METRIC_NAMES = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "latency_ms", "gap": "max_gap_ms",
                 "response": "response_ms"}
@@ -23,6 +23,9 @@ def _analyze(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from lab.analysis import analyze, compare, stats
 
+    if len(args.run) != 2:
+        raise UsageError(f"lab compare takes two runs, the reference first: --run A --run B (not {len(args.run)})")
+    args.run_a, args.run_b = args.run
     by = [c for c in (args.by or "").split(",") if c]
     unknown = set(by) - {"target", "task", "window", "provider", "model", "kind"}
     if unknown:
@@ -75,15 +78,23 @@ def _write_html(path: Path, lines: list[str], results: list, errors) -> None:  #
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    analyze = commands.add_parser("analyze", help="a report on any run: per target and task, with intervals")
-    analyze.add_argument("run", type=run_id, metavar="RUN", help="run id: data/runs/RUN/")
-    analyze.add_argument("--out", help="the HTML page to write (default: reports/RUN.html)")
+    analyze = commands.add_parser(
+        "analyze", help="a report on any run: per target and task, with intervals",
+        description="A report on any run, collected, imported or proxied: per target and task, the latency "
+                    "percentiles with distribution-free intervals, error rates, and every pair of targets compared; "
+                    "written as a shareable HTML page.")
+    add_run(analyze, "the run to analyse")
+    analyze.add_argument("--out", metavar="FILE.html", help="the HTML page to write (default: reports/RUN.html)")
     analyze.set_defaults(handler=_analyze)
 
-    comp = commands.add_parser("compare", help="did B get slower than A? two runs compared, with a verdict")
-    comp.add_argument("run_a", type=run_id, metavar="RUN_A", help="the reference run")
-    comp.add_argument("run_b", type=run_id, metavar="RUN_B", help="the run compared with it")
-    comp.add_argument("--by", help="compare within groups, e.g. target,task (columns both runs have)")
+    comp = commands.add_parser(
+        "compare", help="did B get slower than A? two runs compared, with a verdict",
+        description="Two runs compared, metric by metric: each side's percentiles with intervals, the ratio of "
+                    "medians, rank and tail tests with their power, error rates, and a one-line verdict. Name the "
+                    "reference first: --run A --run B.")
+    add_run(comp, "a run to compare: give it twice, the reference first (--run A --run B)", action="append")
+    comp.add_argument("--by", metavar="COLUMNS",
+                      help="compare within groups, e.g. target,task (columns both runs have; default: the whole runs)")
     comp.add_argument("--metric", action="append", choices=sorted(METRIC_NAMES),
                       help="ttft, tpot, e2e, gap or response; repeat for several (default: ttft, tpot, e2e)")
     comp.add_argument("--out", metavar="FILE.html", help="also write the comparison as a self-contained HTML page")

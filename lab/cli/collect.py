@@ -10,7 +10,7 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 from lab.core import config
-from lab.cli.common import COUNT, RATE, SECONDS, SEED, USD, emulator_profile, http_url, label, run_id
+from lab.cli.common import COUNT, RATE, SECONDS, SEED, USD, add_run, add_window, emulator_profile, http_url
 
 
 if TYPE_CHECKING:
@@ -81,10 +81,10 @@ def _file(args: argparse.Namespace) -> Any:
 
 
 def _review(args: argparse.Namespace) -> Any:
-    from lab.collect.review import Review, ReviewDesign
+    from lab.collect.review import CodeReview, ReviewDesign
 
     settings = config.resolve(args.provider, args.model, args.base_url, require_key=False)
-    return Review(settings.provider, settings.model, ReviewDesign(n=args.n, pause_s=args.pause), args.base_url)
+    return CodeReview(settings.provider, settings.model, ReviewDesign(n=args.n, pause_s=args.pause), args.base_url)
 
 
 def _hedging(args: argparse.Namespace) -> Any:
@@ -97,55 +97,70 @@ def _hedging(args: argparse.Namespace) -> Any:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    collect = commands.add_parser("collect", help="collect an experiment's calls into a run (resumable)")
+    collect = commands.add_parser(
+        "collect", help="collect an experiment's calls into a run (resumable)",
+        description="Collect an experiment's calls into a run: the field report's experiment 1 (variance), your "
+                    "own targets and prompts from a file (run), the code review (review) or the routing scenarios "
+                    "(hedging). Killed at any moment, the same command resumes; paid calls need --live, and "
+                    "--emulator PROFILE runs everything offline against in-process emulators.")
     experiments = collect.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT",
                                          parser_class=type(collect))
 
-    var = experiments.add_parser("variance",
-                                 help="experiment 1: identical requests per time window and model")
-    var.add_argument("--window", type=label, required=True, help='window label, or "auto" for weekday, peak/off-peak and time')
+    var = experiments.add_parser("variance", help="experiment 1: identical requests per time window and model",
+                                 description="The field report's experiment 1: n identical requests per model, one "
+                                             "after the other with a pause, in one time window of the run.")
+    add_window(var, required=True)
     var.add_argument("--n", type=COUNT, default=50, help="calls per model")
     var.add_argument("--max-tokens", type=COUNT, default=256, help="max_tokens of each call")
     var.add_argument("--stream", action="store_true", help="also a streamed call per sample (time to first token)")
     var.set_defaults(handler=lambda args: _collect(args, _variance(args)))
 
-    run = experiments.add_parser("run", help="an experiment file: your targets and prompts, serial or open-loop")
+    run = experiments.add_parser("run", help="an experiment file: your targets and prompts, serial or open-loop",
+                                 description="Your targets and prompts from an experiment file (TOML; see "
+                                             "experiments/ and the README), serial or under open-loop load.")
     run.add_argument("file", metavar="EXPERIMENT.toml", help="the experiment file (see experiments/)")
-    run.add_argument("--window", type=label, help='a label for this collection, or "auto" for weekday, peak/off-peak and time')
+    add_window(run)
     run.set_defaults(handler=lambda args: _collect(args, _file(args)))
 
-    rev = experiments.add_parser("review",
-                                 help="experiment 2: n reviews of the sample code, three call sites each")
+    rev = experiments.add_parser("review", help="experiment 2: n reviews of the sample code, three call sites each",
+                                 description="The field report's experiment 2: n independent reviews of the sample "
+                                             "code by one provider and model, each through the assistant's three "
+                                             "call sites.")
     rev.add_argument("--n", type=COUNT, default=20, help="reviews")
     rev.set_defaults(handler=lambda args: _collect(args, _review(args)))
 
-    hed = experiments.add_parser("hedging",
-                                 help="routing policies (single, fallback, hedge) in emulated scenarios")
-    hed.add_argument("--run", type=run_id, required=True, help="run id: data/runs/RUN/")
+    hed = experiments.add_parser("hedging", help="routing policies (single, fallback, hedge) in emulated scenarios",
+                                 description="Every routing policy (one provider alone, fallback, hedging on latency "
+                                             "or on the first token) in emulated scenarios, open loop, against two "
+                                             "in-process emulators (synthetic answers, no charge).")
     from lab.hedge import SCENARIOS
 
     hed.add_argument("--scenario", action="append", choices=SCENARIOS, metavar="NAME",
                      help=f"scenario, repeat for several (default: all): {', '.join(SCENARIOS)}")
     hed.add_argument("--n", type=COUNT, default=400, help="requests per policy and scenario")
     hed.add_argument("--rate", type=RATE, default=10.0, help="requests sent per second, open loop")
-    hed.add_argument("--seed", type=SEED, default=0, help="emulator seed")
     hed.set_defaults(handler=lambda args: _collect(args, _hedging(args)))
 
     for sub in (var, rev):
-        sub.add_argument("--provider", choices=config.PROVIDERS, help="default: LLM_PROVIDER or anthropic")
+        sub.add_argument("--provider", choices=config.PROVIDERS, help="the provider (default: LLM_PROVIDER, else anthropic)")
         sub.add_argument("--model", action="append" if sub is var else "store",
                          help="model id (default: the provider's)" + ("; repeat for several" if sub is var else ""))
         sub.add_argument("--pause", type=SECONDS, default=0.3, help="seconds between calls")
         sub.add_argument("--base-url", type=http_url,
-                         help="endpoint override, e.g. a running `lab emulator` or a vLLM server")
+                         help="the endpoint, e.g. a running `lab emulator` or a vLLM server (default: the provider's "
+                              "own, or its *_BASE_URL)")
+    for sub in (var, rev, run, hed):
+        add_run(sub, "the run to collect into (created if new; resumed if it exists)")
+        sub.add_argument("--seed", type=SEED, default=0, help="seed of the emulators' draws" + (
+            "" if sub is hed else " (combined with the session's name)"))
     for sub in (var, rev, run):
-        sub.add_argument("--run", type=run_id, required=True, help="run id: data/runs/RUN/")
         sub.add_argument("--emulator", metavar="PROFILE", type=emulator_profile,
                          help="run against in-process emulators (synthetic answers): report, fixed, instant, "
-                              "haiku, sonnet, or a spec such as fixed:ttft_ms=200,itl_ms=20,output_tokens=50")
-        sub.add_argument("--seed", type=SEED, default=0, help="emulator seed (combined with the window's name)")
+                              "haiku, sonnet, or a spec such as fixed:ttft_ms=200,itl_ms=20,output_tokens=50 "
+                              "(default: the targets' own endpoints)")
         sub.add_argument("--live", action="store_true", help="allow paid calls to a real provider")
-        sub.add_argument("--max-cost", type=USD, metavar="USD", help="refuse a paid run whose estimate exceeds this")
+        sub.add_argument("--max-cost", type=USD, metavar="USD",
+                         help="refuse a paid run whose estimate exceeds this (default: no limit)")
     for sub in (var, rev, run, hed):
         sub.add_argument("--wait", action="store_true",
                          help="if another collector holds the run, wait for it instead of stopping")

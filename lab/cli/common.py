@@ -86,6 +86,24 @@ def http_url(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+RUNS_DIR_HELP = "the runs folder (default: LAB_RUNS_DIR, else the nearest data/runs)"
+
+
+def add_run(parser: argparse.ArgumentParser, help: str = "the run: a folder of the runs folder", *,
+            action: str = "store") -> None:
+    """The run a command works on, ``--run RUN``, and where runs are, ``--runs-dir DIR``: the same in every
+    command."""
+    parser.add_argument("--run", type=run_id, required=True, metavar="RUN", action=action, help=help)
+    parser.add_argument("--runs-dir", metavar="DIR", help=RUNS_DIR_HELP)
+
+
+def add_window(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """The label of a collection in its run (a time window, an occasion): ``--window``, in every command."""
+    parser.add_argument("--window", type=label, required=required, metavar="LABEL",
+                        help='a label for this collection in the run, or "auto" for the weekday, peak or off-peak, '
+                             "and the time" + ("" if required else " (default: none)"))
+
+
 def label(value: str) -> str:
     """A window or session label: one line of printable text."""
     if not value.strip() or not value.isprintable() or len(value) > 200:

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import re
 
-from lab.cli.common import PORT, SECONDS, http_url, number, run_id
+from lab.cli.common import PORT, SECONDS, add_run, http_url, label, number
 from lab.proxy import DEFAULT_PORT
 
 SECONDS_ABOVE_0 = number(float, above=0, maximum=3600, what="a number of seconds")
-
-
-def label(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,99}", value):
-        raise argparse.ArgumentTypeError(f"invalid label {value[:120]!r}: use 1 to 100 letters, digits, '.', '_', "
-                                         "':', '+' or '-', starting with a letter or digit")
-    return value
 
 
 def _proxy(args: argparse.Namespace) -> int:
     from lab.proxy import serve
 
     serve(args.run, anthropic_upstream=args.anthropic_upstream, openai_upstream=args.openai_upstream,
-          policy=args.policy, host=args.host or "127.0.0.1", port=args.port, label=args.label,
+          policy=args.policy, host=args.host or "127.0.0.1", port=args.port, label=args.window,
           record_text=args.record_text, timeout_s=args.timeout, grace_s=args.grace, allow_remote=args.host is not None,
           command=" ".join(["lab", *args.argv]))  # the run's lock redacts it
     return 0
@@ -38,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "http://127.0.0.1:PORT and OPENAI_BASE_URL at http://127.0.0.1:PORT/v1; every call is forwarded "
                     "with your own credentials, streamed back as it arrives, and recorded in RUN (never a key or a "
                     "prompt; answers' text only with --record-text). Stop it with Ctrl-C or SIGTERM.")
-    proxy.add_argument("--run", type=run_id, required=True, help="the run to record into (created if new)")
+    add_run(proxy, "the run to record into (created if new)")
     proxy.add_argument("--port", type=PORT, default=DEFAULT_PORT, help="TCP port to listen on, 1 to 65535")
     proxy.add_argument("--host", default=None,
                        help="address to listen on (default: 127.0.0.1; anything beyond loopback exposes your "
@@ -49,7 +41,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="where OpenAI requests go, as OPENAI_BASE_URL takes it")
     proxy.add_argument("--policy", metavar="FILE.toml",
                        help="routes, fallback, hedging and shadow mode (see examples/proxy-policy.toml)")
-    proxy.add_argument("--label", type=label, help="this session's window in the run (default: its start time)")
+    proxy.add_argument("--window", type=label, metavar="LABEL",
+                       help="this session's label in the run (default: its start time)")
     proxy.add_argument("--record-text", action="store_true",
                        help="keep each answer's text in its record (prompts are never kept, only a hash)")
     proxy.add_argument("--timeout", type=SECONDS_ABOVE_0, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",

@@ -1,4 +1,4 @@
-"""``lab runs``: list the runs; ``lab runs check RUN``: verify one (exit 1 when it finds damage). Both only read."""
+"""``lab runs``: list the runs; ``lab runs check --run RUN``: verify one (exit 1 when it finds damage). Both only read."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.cli.common import UsageError, run_id
+from lab.cli.common import RUNS_DIR_HELP, UsageError, add_run
 
 SHOWN = 50
 """Damaged lines listed by ``lab runs check`` (the count covers them all)."""
@@ -36,7 +36,7 @@ class Tally:
 @contextlib.contextmanager
 def _damage(found: list[Any]) -> Iterator[None]:
     """Collect :class:`~lab.store.DamagedLine` warnings into ``found`` instead of printing them."""
-    from lab.store import DamagedLine
+    from lab.store.lines import DamagedLine
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -125,7 +125,7 @@ def _row(run: Any) -> dict[str, Any]:
     note = problem + (f"{_n(damage, 'damaged line', 'damaged lines')}; " if damage else "")
     return {"run": run.id, "experiment": manifest.get("experiment") or "-", "records": found.records,
             "errors": found.errors, "data": found.data, "last session": last_session(run, manifest),
-            "check": f"{note}see `lab runs check {run.id}`" if note else "ok"}
+            "check": f"{note}see `lab runs check --run {run.id}`" if note else "ok"}
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -206,10 +206,13 @@ def _damage_found(found: Tally) -> list[str]:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    what = "list the runs (in LAB_RUNS_DIR, else the nearest data/runs); `lab runs check RUN` verifies one"
+    what = "list the runs (in LAB_RUNS_DIR, else the nearest data/runs); `lab runs check --run RUN` verifies one"
     runs = commands.add_parser("runs", help=what, description=f"Without ACTION: {what}. Both only read.")
     runs.set_defaults(handler=_list)
     actions = runs.add_subparsers(dest="action", metavar="ACTION", parser_class=type(runs))
-    check = actions.add_parser("check", help="read every line of a run and report damage (exit 1 when found)")
-    check.add_argument("run", type=run_id, help="run id (a folder in the runs folder)")
+    runs.add_argument("--runs-dir", metavar="DIR", help=RUNS_DIR_HELP)
+    check = actions.add_parser("check", help="read every line of a run and report damage (exit 1 when found)",
+                               description="Read every line of a run, report what is damaged with its file and "
+                                           "line (exit 1 when something is), and what it holds.")
+    add_run(check, "the run to check")
     check.set_defaults(handler=_check)

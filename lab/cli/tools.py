@@ -47,12 +47,19 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    doctor = commands.add_parser("doctor", help="check keys and endpoints; --call makes one tiny call each")
-    doctor.add_argument("--provider", choices=config.PROVIDERS, help="check only this provider")
+    doctor = commands.add_parser(
+        "doctor", help="check keys and endpoints; --call makes one tiny call each",
+        description="For each provider: whether its key is set (never shown), its endpoint and default model; with "
+                    "--call, one tiny streamed call with its latency and time to first token.")
+    doctor.add_argument("--provider", choices=config.PROVIDERS, help="check only this provider (default: all)")
     doctor.add_argument("--call", action="store_true", help="make one tiny streamed call (costs a few tokens)")
     doctor.set_defaults(handler=_doctor)
 
-    emulator = commands.add_parser("emulator", help="run the local provider emulator (synthetic answers)")
+    emulator = commands.add_parser(
+        "emulator", help="run the local provider emulator (synthetic answers)",
+        description="A local server that speaks the Anthropic Messages and OpenAI Chat Completions APIs with "
+                    "synthetic answers and configured latencies, so the official SDKs, AIPerf or GuideLLM run "
+                    "against it offline. Stop it with Ctrl-C or SIGTERM.")
     emulator.add_argument("--port", type=PORT, default=8765, help="TCP port, 1 to 65535")
     emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
     emulator.add_argument("--profile", type=emulator_profile, default="report",
@@ -61,7 +68,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     emulator.add_argument("--seed", type=SEED, default=0, help="seed of the latency draws")
     emulator.set_defaults(handler=_emulator)
 
-    report = commands.add_parser("report", help="execute the notebooks and write HTML to reports/")
+    report = commands.add_parser(
+        "report", help="replay the notebooks and write HTML to reports/",
+        description="Replay every notebook (from the recorded runs and the simulation cache: nothing is called or "
+                    "simulated) and write each as a shareable HTML page, findings first, with an index.")
     report.add_argument("--notebooks", default="notebooks", help="folder of notebooks to execute")
     report.add_argument("--out", default="reports", help="folder for the HTML pages")
     report.add_argument("--in-place", action="store_true",

@@ -93,7 +93,7 @@ def kinds() -> dict[str, Any]:
     """The experiment classes by ``kind`` (imported when asked: an experiment may load the provider SDKs)."""
     from lab.collect import hedging, review, workload
 
-    return {cls.kind: cls for cls in (workload.Workload, review.Review, hedging.Hedging)}
+    return {cls.kind: cls for cls in (workload.Workload, review.CodeReview, hedging.Hedging)}
 
 
 def kind_of(manifest: Mapping[str, Any]) -> str | None:

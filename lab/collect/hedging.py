@@ -48,7 +48,7 @@ from lab.core import progress
 from lab.core.records import CallRecord, records_frame
 from lab.emulator import Emulator, FaultRule, LatencyProfile, report_profiles
 from lab.hedge import SCENARIOS, policies
-from lab.hedge.policies import Outcome, Route
+from lab.hedge.policies import Outcome, Backend
 from lab.llm.transport import PLANNED
 from lab.store import MissingRecord, Run
 
@@ -166,7 +166,7 @@ class Delays:
     ttft_ms: float
 
 
-def _policy(name: str, prompt: str, primary: Route, backup: Route, delays: Delays | None,
+def _policy(name: str, prompt: str, primary: Backend, backup: Backend, delays: Delays | None,
             max_tokens: int) -> Any:
     """The coroutine running ``prompt`` under policy ``name``."""
     if name in ("primary", HISTORY):
@@ -204,8 +204,8 @@ async def _run_arm(run: Run, design: ScenarioDesign, scenario: Scenario, policy:
                    faults=[t.rule(duration) for t in scenario.primary_trouble]) as p,
           Emulator(scenario.backup, seed=design.seed + 1, key_by="prompt",
                    faults=[t.rule(duration) for t in scenario.backup_trouble]) as b):
-        primary = Route(*PRIMARY, p.url_for(PRIMARY[0]))
-        backup = Route(BACKUP[0], scenario.backup_model, b.url_for(BACKUP[0]))
+        primary = Backend(*PRIMARY, p.url_for(PRIMARY[0]))
+        backup = Backend(BACKUP[0], scenario.backup_model, b.url_for(BACKUP[0]))
         delay_ms = None if delays is None else (delays.ttft_ms if policy == "hedge_ttft" else delays.latency_ms)
         offsets = openloop.schedule(design.rate_per_s, n=design.n, arrival="constant")
         failed = 0

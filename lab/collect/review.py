@@ -1,7 +1,7 @@
 """Experiment 2: n independent reviews of the sample per provider, all three call sites each.
 
 Stored like experiment 1: a run in ``data/runs/<run-id>/`` with one session per provider and model;
-sample ``i`` is the i-th review. :meth:`Review.load` replays a run's calls, :func:`reviews` replays it
+sample ``i`` is the i-th review. :meth:`CodeReview.load` replays a run's calls, :func:`reviews` replays it
 through the assistant itself, so analysis sees exactly what the app saw.
 """
 
@@ -81,7 +81,7 @@ class _Review:
 
 
 @dataclass(frozen=True)
-class Review:
+class CodeReview:
     """The review experiment (:class:`lab.collect.experiment.Experiment`) for one provider and model."""
 
     kind: ClassVar[str] = "review"

@@ -106,6 +106,11 @@ def remember_secrets() -> None:
     remember_environment({**_dotenv(str(Path.cwd() / ".env")), **os.environ})
 
 
+def key_set(provider: str) -> bool:
+    """Whether a key for ``provider`` is set (in the environment or ``.env``); the key itself is never shown."""
+    return _env(env_var(provider, "API_KEY")) is not None
+
+
 def env_var(provider: str, suffix: str) -> str:
     """The environment variable for a provider setting, e.g. ``OPENAI_BASE_URL``."""
     return f"{_PREFIX[provider]}_{suffix}"
@@ -137,8 +142,8 @@ def resolve(provider: str | None = None, model: str | None = None, base_url: str
     settings = ProviderSettings(provider, endpoint.rstrip("/"), model, key or "unused", key is not None)
     if key is None and require_key and not settings.custom_endpoint:
         raise ConfigurationError(
-            f"no API key for {provider}: set {env_var(provider, 'API_KEY')} in the environment or in .env "
-            f"(see `lab doctor`), or run offline against the emulator (`lab emulator`, then set "
-            f"{env_var(provider, 'BASE_URL')})"
+            f"no API key for {provider}: set {env_var(provider, 'API_KEY')} in the environment or in .env; or work "
+            f"offline: add --emulator PROFILE to `lab collect`, or run `lab emulator` and set "
+            f"{env_var(provider, 'BASE_URL')} to it"
         )
     return settings

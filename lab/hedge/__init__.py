@@ -15,7 +15,7 @@ from typing import Any
 SCENARIOS = ("healthy", "heavy_tail", "haiku_tail", "outage", "rate_limited", "correlated", "slow_backup")
 """The names of :func:`lab.collect.hedging.scenarios`, in order, known without loading them."""
 
-_EXPORTS = {"Outcome": "policies", "Route": "policies", "estimate_cost": "policies", "fallback": "policies",
+_EXPORTS = {"Outcome": "policies", "Backend": "policies", "estimate_cost": "policies", "fallback": "policies",
             "hedge": "policies", "single": "policies", "RecentPercentile": "delays"}
 __all__ = ["SCENARIOS", *_EXPORTS]
 

@@ -33,7 +33,7 @@ from lab.core.records import CallRecord
 
 
 @dataclass(frozen=True)
-class Route:
+class Backend:
     """Where one attempt goes: a provider, and optionally a model and an endpoint."""
 
     provider: str
@@ -83,10 +83,10 @@ def estimate_cost(record: CallRecord, chunks: int, winner: CallRecord | None) ->
     return prices.cost_usd(record.provider, record.model, input_tokens, output_tokens)
 
 
-class _Attempt:
+class _Running:
     """One streamed attempt, run as a task; ``first_content`` is set when its first content arrives."""
 
-    def __init__(self, prompt: str, route: Route, options: dict[str, Any]) -> None:
+    def __init__(self, prompt: str, route: Backend, options: dict[str, Any]) -> None:
         self.route = route
         self.chunks = 0
         self.stream = llm.astream(prompt, provider=route.provider, model=route.model,
@@ -113,14 +113,14 @@ class _Attempt:
                           error_message="cancelled before the request was sent")
 
 
-async def _cancel(attempts: list[_Attempt]) -> None:
+async def _cancel(attempts: list[_Running]) -> None:
     """Cancel every unfinished attempt and wait until each has recorded itself."""
     for a in attempts:
         a.task.cancel()
     await asyncio.gather(*(a.task for a in attempts), return_exceptions=True)
 
 
-def _outcome(policy: str, attempts: list[_Attempt], winner: _Attempt | None, t0: float,
+def _outcome(policy: str, attempts: list[_Running], winner: _Running | None, t0: float,
              end: float) -> Outcome:
     records = tuple(a.record for a in attempts)
     won = winner.record if winner else None
@@ -129,13 +129,13 @@ def _outcome(policy: str, attempts: list[_Attempt], winner: _Attempt | None, t0:
                    attempt_costs=tuple(estimate_cost(a.record, a.chunks, won) for a in attempts))
 
 
-async def _race(policy: str, prompt: str, routes: list[Route], options: dict[str, Any], *,
+async def _race(policy: str, prompt: str, routes: list[Backend], options: dict[str, Any], *,
                 delay_s: float | None, on: Literal["latency", "ttft"] = "latency") -> Outcome:
     """Start ``routes[0]``; start ``routes[1]`` when the first fails or, unless ``delay_s`` is None,
     has not succeeded (``on="latency"``) or produced text (``on="ttft"``) after ``delay_s``.
     With ``race`` semantics the first success wins and the rest are cancelled."""
     t0 = time.perf_counter()
-    started = [_Attempt(prompt, routes[0], options)]
+    started = [_Running(prompt, routes[0], options)]
     pending = {started[0].task}
     end = t0
     try:
@@ -153,7 +153,7 @@ async def _race(policy: str, prompt: str, routes: list[Route], options: dict[str
             primary_failed = started[0].task in done
             stalled = not done and (on == "latency" or not started[0].first_content.is_set())
             if backup_due and (primary_failed or stalled):
-                started.append(_Attempt(prompt, routes[len(started)], options))
+                started.append(_Running(prompt, routes[len(started)], options))
                 pending.add(started[-1].task)
             elif not pending:
                 return _outcome(policy, started, None, t0, end)
@@ -171,12 +171,12 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-async def single(prompt: str, route: Route, **options: Any) -> Outcome:
+async def single(prompt: str, route: Backend, **options: Any) -> Outcome:
     """Baseline: one attempt on ``route``. Options (max_tokens, system, timeout) go to lab.llm."""
     return await _race("single", prompt, [route], _options(options), delay_s=None)
 
 
-async def fallback(prompt: str, primary: Route, backup: Route, *, timeout_s: float | None = None,
+async def fallback(prompt: str, primary: Backend, backup: Backend, *, timeout_s: float | None = None,
                    **options: Any) -> Outcome:
     """Try ``primary``; only if it fails, or has not succeeded within ``timeout_s`` (it is then
     cancelled), try ``backup``."""
@@ -184,7 +184,7 @@ async def fallback(prompt: str, primary: Route, backup: Route, *, timeout_s: flo
     t0 = time.perf_counter()
     first = await _race("fallback", prompt, [primary], options, delay_s=None) if timeout_s is None else None
     if first is None:
-        attempt = _Attempt(prompt, primary, options)
+        attempt = _Running(prompt, primary, options)
         try:
             done, _ = await asyncio.wait({attempt.task}, timeout=timeout_s)
         finally:
@@ -199,7 +199,7 @@ async def fallback(prompt: str, primary: Route, backup: Route, *, timeout_s: flo
                    (time.perf_counter() - t0) * 1e3, first.attempt_costs + second.attempt_costs)
 
 
-async def hedge(prompt: str, primary: Route, backup: Route, *, delay_s: float | Callable[[], float],
+async def hedge(prompt: str, primary: Backend, backup: Backend, *, delay_s: float | Callable[[], float],
                 on: Literal["latency", "ttft"] = "latency", **options: Any) -> Outcome:
     """Start ``primary``; start ``backup`` if the primary fails, or has not succeeded
     (``on="latency"``) or produced any text (``on="ttft"``) after ``delay_s`` (a number or a

@@ -28,9 +28,14 @@ def check(provider: str, *, call: bool = False) -> Check:
     """Inspect one provider's settings; with ``call`` make one tiny streamed call."""
     key_var = config.env_var(provider, "API_KEY")
     try:
-        settings = config.resolve(provider)
-    except config.ConfigurationError as exc:
-        return Check(provider, f"{key_var} missing", "-", "-", problem=str(exc))
+        settings = config.resolve(provider, require_key=False)
+    except config.ConfigurationError as exc:  # no endpoint or no model to name
+        return Check(provider, f"{key_var} {'set' if config.key_set(provider) else 'not set'}", "not set",
+                     "not set", problem=str(exc))
+    if not settings.key_configured and not settings.custom_endpoint:
+        return Check(provider, f"{key_var} not set", settings.public_endpoint, settings.model,
+                     problem=f"set {key_var} in the environment or in .env to call {provider}; or work offline: "
+                             f"`lab emulator`, then set {config.env_var(provider, 'BASE_URL')} to it")
     key = f"{key_var} set" if settings.key_configured else f"{key_var} not set (custom endpoint)"
     result = Check(provider, key, settings.public_endpoint, settings.model)
     if not call:

@@ -5,7 +5,7 @@ An application changes only its base URLs (``ANTHROPIC_BASE_URL=http://127.0.0.1
 ``OPENAI_BASE_URL=http://127.0.0.1:PORT/v1``); the proxy forwards each chat request with the
 caller's own credentials to the upstream its route names, streams the reply back event by event as
 it arrives, and records every upstream attempt (winner, loser or shadow) as a call record in a run,
-off the response's critical path. ``lab analyze RUN`` then reads it like any other run.
+off the response's critical path. ``lab analyze --run RUN`` then reads it like any other run.
 
 What is recorded, per attempt: the upstream's timing as :mod:`lab.llm` measures its own calls
 (from the request's hand-over to the connection pool to the last byte; first content, first text,

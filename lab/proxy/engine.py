@@ -43,7 +43,7 @@ from multidict import CIMultiDictProxy
 from lab.hedge.delays import RecentPercentile
 from lab.proxy import translate, wire
 from lab.proxy.forward import Attempt, env_proxy, upstream_headers
-from lab.proxy.policy import Budget, Hedge, Policy, Route, Target
+from lab.proxy.policy import Budget, Hedge, Policy, Route, RouteTarget
 from lab.proxy.wire import Ask
 
 RESTARTED = ("cancelled", "another attempt answered first")
@@ -76,7 +76,7 @@ class Exchange:
     chosen: Attempt | None = None
     abandoned: bool = False
     sha256: str = ""
-    prepared: dict[Target, _Prepared] = field(default_factory=dict)
+    prepared: dict[RouteTarget, _Prepared] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     delivery: asyncio.Future[Attempt] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     caller_status: asyncio.Future[int | None] = field(
@@ -214,7 +214,7 @@ class Engine:
             headers = upstream_headers(exchange.headers, exchange.api, target, self._keys.get(upstream.name))
             exchange.prepared[target] = _Prepared(url, headers, body)
 
-    def _start(self, exchange: Exchange, target: Target, role: str) -> Attempt:
+    def _start(self, exchange: Exchange, target: RouteTarget, role: str) -> Attempt:
         p = exchange.prepared[target]
         attempt = Attempt(self.session, target, role, url=p.url, headers=p.headers, body=p.body, ask=exchange.ask,
                           caller_api=exchange.api, timeout_s=exchange.route.timeout_s, keep_text=self.keep_text,
@@ -311,7 +311,7 @@ class Engine:
                 pass
 
     @staticmethod
-    def _spare(route: Route, roles: set[str], last: Attempt) -> tuple[str, Target] | None:
+    def _spare(route: Route, roles: set[str], last: Attempt) -> tuple[str, RouteTarget] | None:
         """What to try after every attempt failed: the fallback, else the hedge target (outside the budget)."""
         if last.failure is None or last.failure.error_type not in wire.RETRYABLE:
             return None

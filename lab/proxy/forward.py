@@ -35,7 +35,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from lab.core import jsontext
 from lab.proxy import translate, wire
-from lab.proxy.policy import Target
+from lab.proxy.policy import RouteTarget
 from lab.proxy.wire import ANTHROPIC, Ask
 from lab.core.redact import redact, remember_header
 
@@ -108,7 +108,7 @@ def hop_by_hop(headers: Any) -> frozenset[str]:
     return HOP_BY_HOP | {h.strip().lower() for h in headers.get("connection", "").split(",")}
 
 
-def upstream_headers(caller: CIMultiDictProxy[str] | CIMultiDict[str], caller_api: str, target: Target,
+def upstream_headers(caller: CIMultiDictProxy[str] | CIMultiDict[str], caller_api: str, target: RouteTarget,
                      key: str | None) -> CIMultiDict[str]:
     """The caller's headers for one upstream: hop-by-hop and the proxy's own (``x-lab-*``) left out,
     credentials unchanged unless the upstream has its own key (``api_key_env``). Across APIs the
@@ -161,7 +161,7 @@ class Attempt:
     ``error_reply``. ``finished`` is set when the attempt has ended.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, target: Target, role: str, *, url: str,
+    def __init__(self, session: aiohttp.ClientSession, target: RouteTarget, role: str, *, url: str,
                  headers: CIMultiDict[str], body: bytes, ask: Ask, caller_api: str, timeout_s: float,
                  keep_text: bool, on_change: Callable[[Attempt], None], proxy: str | None = None) -> None:
         self.target, self.role, self.ask = target, role, ask

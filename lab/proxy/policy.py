@@ -79,7 +79,7 @@ class Upstream:
 
 
 @dataclass(frozen=True)
-class Target:
+class RouteTarget:
     """One attempt's destination: an upstream, and the model to ask it for (None: the caller's)."""
 
     upstream: Upstream
@@ -104,7 +104,7 @@ class Hedge:
     or the ``percentile`` of the primary's recent times (censoring-aware, over ``window`` requests,
     ``initial_s`` until one is seen)."""
 
-    target: Target
+    target: RouteTarget
     on: Literal["ttft", "latency"] = "ttft"
     delay_s: float | None = None
     percentile: float | None = None
@@ -118,14 +118,14 @@ class Fallback:
     """An attempt made when every attempt so far failed, or when the primary has not answered after
     ``timeout_s`` (then given up)."""
 
-    target: Target
+    target: RouteTarget
     timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
 class Route:
     name: str
-    primary: Target
+    primary: RouteTarget
     models: tuple[str, ...] = ()
     timeout_s: float = DEFAULT_TIMEOUT_S
     hedge: Hedge | None = None
@@ -144,7 +144,7 @@ class Route:
         """``single``, ``hedge``, ``fallback`` or ``hedge+fallback``."""
         return "+".join(p for p, on in (("hedge", self.hedge), ("fallback", self.fallback)) if on) or "single"
 
-    def targets(self) -> list[Target]:
+    def targets(self) -> list[RouteTarget]:
         return [self.primary] + [s.target for s in (self.hedge, self.fallback) if s is not None]
 
     def describe(self) -> dict[str, Any]:
@@ -187,6 +187,15 @@ class Policy:
     def keys(self) -> dict[str, str | None]:
         """The keys of upstreams with ``api_key_env``, read from the environment now (never stored)."""
         return {u.name: os.environ.get(u.api_key_env) for u in self.upstreams.values() if u.api_key_env}
+
+    def check_keys(self) -> None:
+        """Refuse to start when an upstream's ``api_key_env`` names a variable that is not set: every request
+        routed there would fail."""
+        unset = [f"{u.api_key_env} (upstream {u.name})" for u in self.upstreams.values()
+                 if u.api_key_env and not os.environ.get(u.api_key_env)]
+        if unset:
+            raise PolicyError(f"the policy names keys that are not set: {', '.join(unset)}; set them in the "
+                              "environment, or drop api_key_env to pass the caller's own key")
 
     def describe(self) -> dict[str, Any]:
         """For the run's manifest (its design): upstreams without credentials, and the routes."""
@@ -313,15 +322,15 @@ class _Reader:
             if name in names[:i] or name in FORMATS:
                 raise self.fail(f"routes[{i}].name", f"{name!r} is taken (route names are unique, and "
                                                      f"{' and '.join(FORMATS)} name the plain routes)")
-        defaults = {api: Route(api, Target(upstreams[api]), timeout_s=self.timeout_s) for api in FORMATS}
+        defaults = {api: Route(api, RouteTarget(upstreams[api]), timeout_s=self.timeout_s) for api in FORMATS}
         return Policy(upstreams, parsed, defaults)
 
-    def target(self, spec: dict[str, Any], place: str, upstreams: dict[str, Upstream]) -> Target:
+    def target(self, spec: dict[str, Any], place: str, upstreams: dict[str, Upstream]) -> RouteTarget:
         name = self.string(spec["upstream"], f"{place}.upstream")
         if name not in upstreams:
             raise self.fail(f"{place}.upstream", f"no upstream named {name!r} (known: {', '.join(upstreams)})")
         model = spec.get("model")
-        return Target(upstreams[name], None if model is None else self.string(model, f"{place}.model"))
+        return RouteTarget(upstreams[name], None if model is None else self.string(model, f"{place}.model"))
 
     def route(self, spec: Any, place: str, upstreams: dict[str, Upstream]) -> Route:
         spec = self.table(spec, place, ("name", "models", "upstream", "model", "timeout_s", "shadow", "hedge",

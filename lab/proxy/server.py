@@ -106,6 +106,7 @@ class ProxyServer:
     def application(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/_lab/health", self._health)
+        app.router.add_get("/health", self._health)  # the proxy's own: not an upstream's
         app.router.add_route("*", "/{tail:.*}", self._any)
         return app
 
@@ -292,7 +293,7 @@ def window_label(run: Run, label: str | None) -> str:
     base = label or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     taken = {s.get("window") for s in run.manifest.get("sessions", [])} if run.exists else set()
     if label is not None and label in taken:
-        raise BadInput(f"run {run.id} already has a proxy session labelled {label!r}: choose another --label")
+        raise BadInput(f"run {run.id} already has a proxy session labelled {label!r}: choose another --window")
     candidate, n = base, 1
     while candidate in taken:
         n += 1
@@ -326,6 +327,7 @@ class Proxy:
         else:
             self.policy = load(policy, anthropic_url=anthropic_upstream, openai_url=openai_upstream,
                                timeout_s=timeout_s)
+        self.policy.check_keys()  # before anything starts: a route whose key is unset would fail every request
         self.host, self.port, self.grace_s = host, port, grace_s
         self.label, self.record_text, self.command, self.timeout_s = label, record_text, command, timeout_s
         self.recorder: Recording | None = None
@@ -473,5 +475,5 @@ def serve(run: Run | str, **options: Any) -> int:
     recorder = proxy.recorder
     handled = proxy.server.requests if proxy.server else 0
     print(f"lab proxy stopped: {handled} requests, {recorder.records if recorder else 0} records in run "
-          f"{proxy.run.id} (see `lab runs check {proxy.run.id}`)", flush=True)
+          f"{proxy.run.id} (see `lab runs check --run {proxy.run.id}`)", flush=True)
     return handled

@@ -38,7 +38,7 @@ from lab.core import endpoints
 from lab.core import jsontext
 from lab.store import lines
 from lab.core.redact import redact, scrub
-from lab.store.lines import SKIPPED, DamagedLine, Where  # DamagedLine: callers import it from here
+from lab.store.lines import SKIPPED, DamagedLine, Where
 from lab.core.records import CallRecord, records_frame, typed_frame
 
 
@@ -452,6 +452,3 @@ def tagged(record: CallRecord, run: Run, key: CallKey) -> CallRecord:
     return dataclasses.replace(record, run_id=run.id, experiment=experiment, window=key.window, sample=key.sample)
 
 
-def missing(keys: Iterable[CallKey], run: Run) -> list[CallKey]:
-    """The keys whose calls the run does not hold."""
-    return [key for key in keys if run.get(key) is None]

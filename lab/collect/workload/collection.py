@@ -23,7 +23,7 @@ from lab.store import MissingRecord, Run
 
 
 @dataclass
-class Where:
+class Reached:
     """Each target's endpoint as the store keys it (``"emulator"`` or a URL) and, while its session runs, the
     URL its calls go to."""
 
@@ -46,7 +46,7 @@ class _SerialCall:
     recorder: Recorder
     call: Planned
     slot: Slot
-    where: Where
+    where: Reached
     timeout_s: float
 
     def __post_init__(self) -> None:
@@ -78,7 +78,7 @@ class _Schedule:
     recorder: Recorder
     calls: list[Planned]
     slot: Slot
-    where: Where
+    where: Reached
 
     def done(self, run: Run) -> bool:
         return all(run.get(key_of(self.recorder, c, self.slot, self.where.keyed[c.target.name])) is not None
@@ -142,7 +142,7 @@ def sessions(run: Run, workload: Workload, reach: Reach, command: str) -> list[c
     recorder = Recorder(run, mode=reach.mode, collect_hint=command, experiment=workload.name)
     found = []
     for slot in slots(run, workload):
-        where = Where({t.name: endpoints.EMULATOR for t in workload.targets} if reach.emulated else
+        where = Reached({t.name: endpoints.EMULATOR for t in workload.targets} if reach.emulated else
                       {name: endpoints.identity(url) for name, url in own_endpoints(workload).items()})
         calls = plan(workload, slot)
         serial = workload.design.mode == "serial"
@@ -150,7 +150,7 @@ def sessions(run: Run, workload: Workload, reach: Reach, command: str) -> list[c
                             else [_Schedule(workload, recorder, calls, slot, where)])
 
         @contextlib.contextmanager
-        def reached(where: Where = where, slot: Slot = slot) -> Iterator[None]:
+        def reached(where: Reached = where, slot: Slot = slot) -> Iterator[None]:
             if not reach.emulated:
                 where.called.update(own_endpoints(workload))
                 yield
