@@ -196,7 +196,7 @@ def test_unknown_option_is_an_error(pair):
 
 def test_attempt_cancelled_before_its_request_still_has_a_record(pair):
     async def go():
-        attempt = hedge._Attempt(PROMPT, primary_route(pair[0]), {})
+        attempt = hedge._Running(PROMPT, primary_route(pair[0]), {})
         await hedge._cancel([attempt])
         return attempt.record
 
