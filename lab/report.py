@@ -48,7 +48,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab.core.errors import BadInput
+from lab.core.errors import BadInput, LabError
 from lab.core.paths import TEMPLATES_DIR
 
 MIME = "application/vnd.inference-lab.sources+json"
@@ -229,10 +229,21 @@ REPLAY_TIMEOUT_S = 600
 """A replayed cell's time limit: a replay reads recorded data and never simulates, so minutes mean a fault."""
 
 
+def notebook_tools() -> None:
+    """Refuse, in one line, where the notebook tools (an optional extra of the package) are not installed."""
+    import importlib.util
+
+    missing = [m for m in ("nbformat", "nbclient", "nbconvert", "ipykernel") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise LabError(f"pages are written with the notebook tools, and {', '.join(missing)} is not installed: "
+                       "pip install 'inference-lab[notebooks]'")
+
+
 def execute(notebook: Path, timeout_s: int = 1800, env: Mapping[str, str] | None = None) -> Any:
     """Execute a notebook in its own folder, as nbval does (``env``: the kernel's environment, by default
     this process's); consecutive stream outputs merged. A cell that fails or runs past ``timeout_s`` raises
     :class:`NotebookFailed`, which names the notebook, the cell and the error."""
+    notebook_tools()
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError

@@ -136,10 +136,7 @@ def test_the_generic_reader_gives_the_same_records_and_names_the_placeholder(run
 
 def test_llmperf_dir_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("LLMPERF_DIR", raising=False)
-    monkeypatch.setattr(lab.imports.llmperf, "SHARED_LEADERBOARD", tmp_path / "no-shared-copy")
-    assert llmperf_dir() is None
-    monkeypatch.setattr(lab.imports.llmperf, "SHARED_LEADERBOARD", tmp_path)
-    assert llmperf_dir() == tmp_path  # the copy beside the repository, when LLMPERF_DIR is unset
+    assert llmperf_dir() is None  # the library never guesses where a checkout keeps data
     monkeypatch.setenv("LLMPERF_DIR", str(tmp_path / "absent"))
     assert llmperf_dir() is None
     monkeypatch.setenv("LLMPERF_DIR", str(tmp_path))

@@ -22,7 +22,6 @@ import pyarrow as pa
 from lab.core.errors import BadInput
 from lab.imports import FORMATS
 from lab.core import jsontext
-from lab.core.paths import ROOT
 from lab.core.records import CallRecord, records_frame
 
 NAME = "llmperf"
@@ -30,7 +29,6 @@ DESCRIPTION = FORMATS[NAME]
 PLACEHOLDERS = ("started_at",)
 """Fields every LLMPerf record fills with a placeholder, not a measurement."""
 
-SHARED_LEADERBOARD = ROOT.parent / "shared" / "datasets" / "llmperf-leaderboard"
 
 #: LLMPerf's per-request files carry no timestamps; every imported record gets
 #: this placeholder, the date of the LLMPerf leaderboard results (2023-12-19).
@@ -45,11 +43,10 @@ _LLMPERF_METRICS = frozenset({
 
 
 def llmperf_dir() -> Path | None:
-    """The LLMPerf data folder: ``LLMPERF_DIR``, else ``../shared/datasets/llmperf-leaderboard`` beside
-    the repository (where CI lays it); ``None`` when the folder does not exist."""
+    """The LLMPerf data folder, ``LLMPERF_DIR`` (the project's Makefile and CI set it to the shared copy);
+    ``None`` when it is unset or not a folder."""
     value = os.environ.get("LLMPERF_DIR")
-    path = Path(value) if value else SHARED_LEADERBOARD
-    return path if path.is_dir() else None
+    return Path(value) if value and Path(value).is_dir() else None
 
 
 def read_llmperf(path: str | Path) -> pd.DataFrame:
