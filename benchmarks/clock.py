@@ -27,8 +27,9 @@ import time
 import numpy as np
 import openai
 
-from benchmarks.common import PROMPT, TRUTH_PROFILE, emulator_process, server_log, summary
 from lab import llm
+
+from benchmarks.common import PROMPT, TRUTH_PROFILE, emulator_process, server_log, summary
 
 MODEL = "gpt-5-mini"
 

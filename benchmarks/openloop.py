@@ -46,11 +46,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import PROMPT, TRUTH_PROFILE, emulator_process, server_log
-from lab import llm
 from lab import imports as io
+from lab import llm
 from lab.collect import openloop
 from lab.core.records import CallRecord
+
+from benchmarks.common import PROMPT, TRUTH_PROFILE, emulator_process, server_log
 
 MODEL = "gpt-5-mini"
 MAX_TOKENS = 50

@@ -321,8 +321,8 @@ def refresh(notebooks_dir: str | Path = "notebooks") -> None:
     committed outputs are what ``make test`` and ``make report`` will see (no simulation's warnings)."""
     import nbformat
 
-    from lab.core.config import REPLAY_ONLY
     from lab.analysis.simulations import cache_state
+    from lab.core.config import REPLAY_ONLY
 
     for notebook in sorted(Path(notebooks_dir).glob("*.ipynb")):
         print(f"executing {notebook} ...", flush=True)

@@ -8,10 +8,9 @@ import nbformat
 import numpy as np
 import pytest
 
+from lab import imports as io
 from lab.analysis import analyze as analysis
 from lab.analysis import compare
-from lab.collect import experiment
-from lab import imports as io
 from lab.cli import main
 from lab.collect.workload import Design, Prompt, Target, Workload
 from lab.store import Run

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from lab.core import prices
-from lab.hedge import policies as hedge
-from lab.emulator import Emulator, FaultRule, LatencyProfile
-from lab.hedge import RecentPercentile, Backend
 from lab.core.records import CallRecord
+from lab.emulator import Emulator, FaultRule, LatencyProfile
+from lab.hedge import Backend, RecentPercentile
+from lab.hedge import policies as hedge
 
 PROMPT = "Explain in 2-3 sentences why infrastructure reliability matters for software companies."
 FAST = LatencyProfile.fixed(ttft_ms=20, itl_ms=1, output_tokens=12)

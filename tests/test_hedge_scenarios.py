@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.emulator import LatencyProfile
 from lab.collect import hedging as sc
+from lab.emulator import LatencyProfile
 from lab.store import MissingRecord, Run
 from lab.store.lines import DamagedLine
 

@@ -9,8 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab.analysis.hedging import (agreement, answered_ms, arm_summary, bounded, fmt_cut, fmt_latency, fmt_ms, fmt_share,
-                                goal_verdict, hedged_latency, live_effect, pair, predict, sweep)
+from lab.analysis.hedging import (
+    agreement,
+    answered_ms,
+    arm_summary,
+    bounded,
+    fmt_cut,
+    fmt_latency,
+    fmt_ms,
+    fmt_share,
+    goal_verdict,
+    hedged_latency,
+    live_effect,
+    pair,
+    predict,
+    sweep,
+)
 from lab.core.records import CallRecord, records_frame
 
 pytestmark = [pytest.mark.filterwarnings("error::RuntimeWarning"),  # no warning may leak from numpy or scipy

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab.emulator import LatencyProfile
 from lab.analysis import stalls as stall
+from lab.emulator import LatencyProfile
 
 pytestmark = [pytest.mark.filterwarnings("error::RuntimeWarning"),  # no warning may leak from numpy or scipy
               pytest.mark.filterwarnings("error::DeprecationWarning")]  # (a socket another test left is not ours)

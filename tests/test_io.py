@@ -13,8 +13,8 @@ import pytest
 
 import lab.imports
 import lab.imports.llmperf
-from lab.imports import LLMPERF_STARTED_AT, llmperf_dir, read_llmperf
 from lab.core.records import FIELDS
+from lab.imports import LLMPERF_STARTED_AT, llmperf_dir, read_llmperf
 
 ROOT = Path(__file__).resolve().parent.parent
 

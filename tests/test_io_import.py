@@ -17,11 +17,9 @@ import pytest
 import lab.cli
 import lab.imports
 from lab.cli import imports
-from lab.imports import columns
-from lab.store import columnar
-from lab.store.lines import DamagedLine
 from lab.core.records import FIELDS
-from lab.store import Run
+from lab.store import Run, columnar
+from lab.store.lines import DamagedLine
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 AIPERF = FIXTURES / "aiperf" / "profile_export.jsonl"

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from lab import llm
-from lab.core import config
-from lab.core import prices
+from lab.core import config, prices
 from lab.emulator import Emulator, FaultRule, LatencyProfile
-from lab.hedge import RecentPercentile, Backend, single
+from lab.hedge import Backend, RecentPercentile, single
 from lab.llm import clients
 
 from stubs import Scripted, StubServer, anthropic_message, openai_completion

@@ -13,8 +13,8 @@ import pytest
 
 from lab import llm
 from lab.collect import openloop
-from lab.emulator import Emulator, LatencyProfile
 from lab.core.timing import frozen_heap, refreeze
+from lab.emulator import Emulator, LatencyProfile
 
 
 def _drive(emu: Emulator, offsets: list[float], early_s: float) -> list:

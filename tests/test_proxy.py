@@ -16,12 +16,13 @@ import anthropic
 import httpx
 import openai
 import pytest
-from stubs import Scripted, StubServer, anthropic_message
 
+from lab.core.records import decode_offsets
 from lab.emulator import Emulator
 from lab.proxy import Proxy
-from lab.core.records import decode_offsets
 from lab.store import Run
+
+from stubs import Scripted, StubServer, anthropic_message
 
 PROFILE = "fixed:ttft_ms=20,itl_ms=2,output_tokens=12"
 # Shaped like real keys (split in the source so secret scanners do not flag this file).

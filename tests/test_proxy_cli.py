@@ -17,12 +17,13 @@ from pathlib import Path
 
 import anthropic
 import pytest
-from test_proxy import KEYS, MODELS, records
 
 from lab import cli
 from lab.emulator import Emulator
 from lab.proxy import Proxy
 from lab.store import Run
+
+from test_proxy import KEYS, MODELS, records
 
 SLOW = "fixed:ttft_ms=10,itl_ms=40,output_tokens=30"
 

@@ -10,12 +10,13 @@ import anthropic
 import httpx
 import openai
 import pytest
-from stubs import HTML_PAGE, Scripted, StubServer, anthropic_events
-from test_proxy import PROFILE, ask, clients, records
 
 from lab.emulator import Emulator, FaultRule
 from lab.proxy import Proxy
 from lab.store import Run
+
+from stubs import HTML_PAGE, Scripted, StubServer, anthropic_events
+from test_proxy import PROFILE, ask, clients, records
 
 
 @pytest.fixture(autouse=True)

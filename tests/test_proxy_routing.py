@@ -13,11 +13,12 @@ import anthropic
 import httpx
 import openai
 import pytest
-from test_proxy import KEYS, PROFILE, ask, clients, exchanges, masked, raw_request, records
 
 from lab.emulator import Emulator, FaultRule
 from lab.proxy import Proxy
 from lab.store import Run
+
+from test_proxy import KEYS, PROFILE, ask, clients, exchanges, masked, raw_request, records
 
 STALL = FaultRule("stall_first_token", params={"ms": 60_000})
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from lab.collect import review
 from lab.emulator import Emulator, FaultRule, LatencyProfile
 from lab.review import app, emulated, scoring
-from lab.collect import review
 from lab.review.schema import Findings
 from lab.store import Run
 

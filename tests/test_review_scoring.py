@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 
 from lab import llm
+from lab.core.paths import DATA_DIR
 from lab.emulator import Emulator, LatencyProfile
 from lab.emulator.content import ChatRequest
-from lab.core.paths import DATA_DIR
 from lab.review import prompts
 from lab.review.emulated import REVIEWER_PROFILES, ReviewerProfile, detect, extract_code, profile_for, reviewer
 from lab.review.schema import Finding, Findings, KeyIssue

@@ -11,8 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lab.analysis import coverage
-from lab.analysis import simulations
+from lab.analysis import coverage, simulations
 from lab.core.config import REPLAY_ONLY
 from lab.emulator import profiles
 from lab.store import Run

@@ -13,7 +13,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
 
 from lab.analysis import stats as ls
-from lab.core.records import CallRecord, records_frame
+from lab.core.records import CallRecord
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -12,14 +12,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from lab.core import endpoints
 from lab.collect import experiment
-from lab.emulator import Emulator, LatencyProfile
 from lab.collect.recorder import Recorder
+from lab.core import endpoints
+from lab.emulator import Emulator, LatencyProfile
 from lab.store import CallKey, MissingRecord, Run
 from lab.store.lines import DamagedLine
 

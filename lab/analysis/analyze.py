@@ -17,7 +17,6 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd

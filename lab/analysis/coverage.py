@@ -24,8 +24,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from lab.analysis import compare as compare_module
-from lab.analysis import simulations
-from lab.analysis import stats
+from lab.analysis import simulations, stats
 from lab.emulator.profiles import READING, READINGS, LatencyProfile, fit_id, report_profiles
 
 Interval = tuple[float, float]

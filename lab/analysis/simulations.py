@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lab.core.errors import LabError
 from lab.core import config
+from lab.core.errors import LabError
 from lab.store import Run, now
 
 RUN_ID = "simulations"

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lab.emulator.profiles import LatencyProfile
 from lab.analysis import hedging as simulate
+from lab.emulator.profiles import LatencyProfile
 
 SIGNALS: tuple[simulate.On, ...] = ("latency", "ttft")
 

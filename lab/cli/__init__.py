@@ -16,11 +16,11 @@ import warnings
 
 from pydantic import ValidationError
 
-from lab.core import config
 from lab.cli import analyze, collect, imports, proxy, runs, tools
 from lab.cli.common import Parser
-from lab.core.redact import guard_logging, redact
+from lab.core import config
 from lab.core.errors import LabError
+from lab.core.redact import guard_logging, redact
 from lab.core.validation import one_line
 
 GROUPS = (tools, collect, runs, imports, analyze, proxy)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
-
-from lab.core import config
 from lab.cli.common import COUNT, RATE, SECONDS, SEED, USD, add_run, add_window, emulator_profile, http_url
-
+from lab.core import config
 
 if TYPE_CHECKING:
     from lab.collect.experiment import Spend

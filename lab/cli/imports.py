@@ -13,8 +13,8 @@ from lab.cli.common import UsageError, add_run
 def _import(args: argparse.Namespace) -> int:
     from lab import imports as io
     from lab.imports.table import parse_mapping
-    from lab.store.lines import DamagedLine
     from lab.store import Run
+    from lab.store.lines import DamagedLine
 
     path = Path(args.path)
     if not path.exists():

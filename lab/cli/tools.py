@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab.core import config
 from lab.cli.common import PORT, SEED, UsageError, emulator_profile
+from lab.core import config
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ from lab.core import progress
 from lab.core.records import CallRecord, records_frame
 from lab.emulator import Emulator, FaultRule, LatencyProfile, report_profiles
 from lab.hedge import SCENARIOS, policies
-from lab.hedge.policies import Outcome, Backend
+from lab.hedge.policies import Backend, Outcome
 from lab.llm.transport import PLANNED
 from lab.store import MissingRecord, Run
 

@@ -19,9 +19,9 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-from lab.llm.transport import PLANNED
 from lab.core.records import CallRecord
 from lab.core.timing import frozen_heap, new_event_loop, sleep_until
+from lab.llm.transport import PLANNED
 
 T = TypeVar("T")
 Arrival = Literal["constant", "poisson"]

@@ -8,11 +8,11 @@ from typing import Any
 
 from lab import llm
 from lab.core import config
-from lab.llm.completion import Completion
 from lab.core.endpoints import is_local
-from lab.llm import schemas
 from lab.core.records import CallRecord
 from lab.core.redact import clean_url
+from lab.llm import schemas
+from lab.llm.completion import Completion
 from lab.store import CallKey, MissingRecord, Run, now, tagged, versions
 
 Labels = Mapping[str, Any]

@@ -48,7 +48,6 @@ from pathlib import Path
 from lab.core.errors import BadInput
 from lab.core.paths import REFERENCE_DIR
 
-
 TTFT_SHARE = 0.3
 """Assumed share of the body median spent before the first token (not identifiable from the report)."""
 TOKENS_CV = 0.04

@@ -30,9 +30,15 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from lab.core import endpoints
-from lab.core import jsontext
+from lab.core import endpoints, jsontext
 from lab.core.replies import SYNTHETIC_HEADER
+from lab.core.timing import (
+    frozen_heap,
+    hold_short_thread_switches,
+    new_event_loop,
+    release_short_thread_switches,
+    sleep_until,
+)
 from lab.emulator.content import (
     ChatRequest,
     Responder,
@@ -47,8 +53,6 @@ from lab.emulator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lab.emulator.metrics import Metrics
 from lab.emulator.profiles import MAX_TOKENS_PARAMETER, Draw, LatencyProfile, ProfileSet, profile_set, request_rng
 from lab.emulator.wire import ERROR_MESSAGES, WIRES, Answer, Wire, WireError, wire_for_path
-from lab.core.timing import (frozen_heap, hold_short_thread_switches, new_event_loop, release_short_thread_switches,
-                        sleep_until)
 
 KEY_HEADER = "x-emulator-key"
 THINKING_HEADER = "x-emulator-thinking"

@@ -27,8 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from lab import llm
-from lab.core import config
-from lab.core import prices
+from lab.core import config, prices
 from lab.core.records import CallRecord
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http
 import re
 from collections.abc import Iterable, Sequence
-
 from pathlib import Path
 
 import numpy as np

@@ -14,8 +14,8 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from lab.core.errors import BadInput
 from lab.core import jsontext
+from lab.core.errors import BadInput
 from lab.store.lines import Where, report
 
 GZIP_MAGIC = b"\x1f\x8b"

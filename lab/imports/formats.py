@@ -11,8 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from lab.core.errors import BadInput
-from lab.imports import FORMATS
-from lab.imports import aiperf, genai_perf, guidellm, litellm, llmperf, otel, vllm_bench
+from lab.imports import FORMATS, aiperf, genai_perf, guidellm, litellm, llmperf, otel, vllm_bench
 from lab.imports import table as tabular
 from lab.imports.files import head
 

@@ -21,11 +21,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lab.core.errors import BadInput
-from lab.imports import columns as cols
-from lab.store import columnar
-from lab.imports.formats import detect, module
 from lab.core.redact import redact
-from lab.store import Run, now, versions
+from lab.imports import columns as cols
+from lab.imports.formats import detect, module
+from lab.store import Run, columnar, now, versions
 
 
 @dataclass(frozen=True)

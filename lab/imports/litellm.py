@@ -25,11 +25,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lab.core.errors import BadInput
-from lab.imports import FORMATS
 from lab.core import jsontext
+from lab.core.errors import BadInput
+from lab.imports import FORMATS, files
 from lab.imports import columns as cols
-from lab.imports import files
 from lab.imports.files import damaged, json_lines, load_json, text_lines
 
 NAME = "litellm"

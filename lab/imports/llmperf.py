@@ -19,10 +19,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from lab.core.errors import BadInput
-from lab.imports import FORMATS
 from lab.core import jsontext
+from lab.core.errors import BadInput
 from lab.core.records import CallRecord, records_frame
+from lab.imports import FORMATS
 
 NAME = "llmperf"
 DESCRIPTION = FORMATS[NAME]

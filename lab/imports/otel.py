@@ -27,9 +27,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from lab.core import jsontext
 from lab.core.errors import BadInput
 from lab.imports import FORMATS
-from lab.core import jsontext
 from lab.imports import columns as cols
 from lab.imports.files import damaged, text_lines
 

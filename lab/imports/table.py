@@ -26,11 +26,11 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from lab.core.errors import BadInput
+from lab.core.records import FIELDS, FLOATS, INTEGERS
 from lab.imports import FORMATS
 from lab.imports import columns as cols
 from lab.imports.files import GZIP_MAGIC, damaged
 from lab.store.lines import Where, report
-from lab.core.records import FIELDS, FLOATS, INTEGERS
 
 NAME = "csv"
 DESCRIPTION = FORMATS[NAME]

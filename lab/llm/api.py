@@ -28,18 +28,16 @@ from datetime import UTC, datetime, timedelta
 from queue import SimpleQueue
 from typing import Any
 
-from lab.core import config
-from lab.core import prices
+from lab.core import config, prices
 from lab.core.config import DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S
+from lab.core.records import AttemptError, CallRecord, Kind, timed_fields
+from lab.core.redact import clean_url
+from lab.core.replies import NOTHING
 from lab.llm import clients, schemas
 from lab.llm.completion import Completion
 from lab.llm.providers import ADAPTERS, CutStream, Failure, Reply, Request, classify, events, stream_headers
-from lab.core.replies import NOTHING
 from lab.llm.retry import NO_RETRY, RetryPolicy
 from lab.llm.transport import ATTEMPT, PLANNED, Clock
-from lab.core.records import AttemptError, CallRecord, Kind, timed_fields
-from lab.core.redact import clean_url
-
 
 _CANCELLED = Failure("cancelled", None, "the caller stopped reading the stream")
 _END = object()

@@ -20,9 +20,9 @@ import httpx2
 import openai
 
 from lab.core.config import ProviderSettings
+from lab.core.redact import redact
 from lab.core.replies import NOTHING, SYNTHETIC_HEADER, Piece, count, error_type
 from lab.llm.transport import TimedTransport
-from lab.core.redact import redact
 
 _LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 

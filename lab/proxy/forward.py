@@ -34,10 +34,10 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from lab.core import jsontext
+from lab.core.redact import redact, remember_header
 from lab.proxy import translate, wire
 from lab.proxy.policy import RouteTarget
 from lab.proxy.wire import ANTHROPIC, Ask
-from lab.core.redact import redact, remember_header
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
                         "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",

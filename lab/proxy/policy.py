@@ -46,12 +46,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lab.core.errors import BadInput
-from lab.proxy import DEFAULT_TIMEOUT_S
-from lab.core.config import DEFAULT_ENDPOINTS, PROVIDERS
-from lab.proxy.wire import ANTHROPIC, FORMATS, OPENAI
 from lab.core import endpoints
+from lab.core.config import DEFAULT_ENDPOINTS, PROVIDERS
+from lab.core.errors import BadInput
 from lab.core.redact import clean_url
+from lab.proxy import DEFAULT_TIMEOUT_S
+from lab.proxy.wire import ANTHROPIC, FORMATS, OPENAI
 
 DEFAULT_URLS = {api: str(DEFAULT_ENDPOINTS[api]) for api in FORMATS}
 DEFAULT_BUDGET = {"percent": 10.0, "requests": 100}

@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lab.core import prices
-from lab.core.replies import SYNTHETIC_HEADER
-from lab.proxy.wire import REQUEST_ID_HEADER
 from lab.core.records import CallRecord, timed_fields
 from lab.core.redact import clean_url, redact
+from lab.core.replies import SYNTHETIC_HEADER
+from lab.proxy.wire import REQUEST_ID_HEADER
 from lab.store import CallKey, Run
 
 if TYPE_CHECKING:

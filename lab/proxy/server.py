@@ -34,18 +34,17 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from lab.core import endpoints
+from lab.core.errors import BadInput
+from lab.core.redact import clean_url, guard_logging, redact
 from lab.core.replies import SYNTHETIC_HEADER
-from lab.proxy import forward, translate, wire
+from lab.core.timing import frozen_heap, short_thread_switches
+from lab.proxy import DEFAULT_GRACE_S, DEFAULT_TIMEOUT_S, forward, translate, wire
 from lab.proxy.engine import Engine, Exchange
 from lab.proxy.forward import Attempt, Failed
 from lab.proxy.policy import DEFAULT_URLS, Policy, PolicyError, default_policy, load
 from lab.proxy.record import Recording
 from lab.proxy.wire import ANTHROPIC, CHAT_PATHS, OPENAI, REQUEST_ID_HEADER
-from lab.core.errors import BadInput
-from lab.proxy import DEFAULT_GRACE_S, DEFAULT_TIMEOUT_S
-from lab.core.redact import clean_url, guard_logging, redact
 from lab.store import Run
-from lab.core.timing import frozen_heap, short_thread_switches
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """Larger than either provider's request limit: the upstream decides."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.core import jsontext
-from lab.core.replies import NOTHING, Piece, count, error_type
 from lab.core.records import Kind
+from lab.core.replies import NOTHING, Piece, count, error_type
 
 ANTHROPIC, OPENAI = "anthropic", "openai"
 FORMATS = (ANTHROPIC, OPENAI)

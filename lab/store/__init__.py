@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import socket
 import time
 import warnings
@@ -32,14 +31,13 @@ from typing import Any
 
 import pandas as pd
 
+from lab.core import endpoints, jsontext
 from lab.core.errors import BadInput, LabError
 from lab.core.paths import valid_run_id
-from lab.core import endpoints
-from lab.core import jsontext
-from lab.store import lines
-from lab.core.redact import redact, scrub
-from lab.store.lines import SKIPPED, DamagedLine, Where
 from lab.core.records import CallRecord, records_frame, typed_frame
+from lab.core.redact import redact, scrub
+from lab.store import lines
+from lab.store.lines import SKIPPED, DamagedLine, Where
 
 
 def runs_dir() -> Path:

@@ -53,8 +53,8 @@ import pydantic
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from lab.core.errors import BadInput
 from lab.core import config, endpoints, jsontext, validation
+from lab.core.errors import BadInput
 
 if TYPE_CHECKING:
     import pandas as pd
