@@ -159,7 +159,8 @@ def table(latency: pd.DataFrame, sample: ReviewSample, issues: Sequence[str], *,
           lambda rng: (int(rng.binomial(off_n, over)), int(rng.binomial(peak_n, min(1, 2 * over)))),
           {"share": over, **profile(slow.lower(), reading)})
     n_slow, n_fast = int((latency["latency_ms"] > threshold_ms).sum()), int((latency["latency_ms"] < 2000).sum())
-    check(f"TOST, output tokens within ±{token_margin}", f"{n_slow} over {threshold_ms:,} ms vs {n_fast} under 2,000 ms",
+    check(f"TOST, output tokens within ±{token_margin}",
+          f"{n_slow} over {threshold_ms:,} ms vs {n_fast} under 2,000 ms",
           "tokens as drawn", f"null: {token_margin} more tokens (at the margin); effect: none",
           lambda x, y: ttost_ind(x, y, -token_margin, token_margin, usevar="unequal")[0],
           coverage.tokens_draw(P["haiku"], n_slow, n_fast, token_margin),

@@ -129,7 +129,8 @@ def study(run_id: str, variance_run_id: str, *, seed: int = 2026, confidence: fl
     stall_options = {"n": stall_draws, "confidence": confidence, "n_resamples": stall_resamples, "seed": seed}
     by_stall = simulations.cached("hedging cut by stall length", {
         "scenario": "haiku_tail", "scenarios": sc.VERSION, "fit": fit_id(), "stall_medians_ms": list(stall_medians_ms),
-        **stall_options}, lambda **_: stall.cut_by_stall(fitted.primary, fitted.backup, stall_medians_ms, **stall_options))
+        **stall_options},
+        lambda **_: stall.cut_by_stall(fitted.primary, fitted.backup, stall_medians_ms, **stall_options))
     expected = pd.concat([simulations.cached("hedging cut, scenario profiles", {
         "scenario": name, "scenarios": sc.VERSION, "fit": fit_id(), **stall_options},
         lambda **_: stall.hedge_cut(s.primary, s.backup, **stall_options)).assign(scenario=name)
@@ -168,8 +169,9 @@ def study(run_id: str, variance_run_id: str, *, seed: int = 2026, confidence: fl
         predicted99=predicted99, expected99=expected99,
         from_s={on: stall.shortest_meeting(by_stall, on, goal_reduction) for on in ("latency", "ttft")},
         span=by_stall.groupby("on")[["baseline_ms", "hedged_ms"]].agg(["min", "max"]), cuts=cuts,
-        inside={(name, policy): live99.loc[(name, policy), "reduction_low"] <= expected99.loc[(name, policy), "reduction"]
-                <= live99.loc[(name, policy), "reduction_high"] for name in GOAL_SCENARIOS for policy in HEDGES},
+        inside={(name, policy): live99.loc[(name, policy), "reduction_low"]
+                <= expected99.loc[(name, policy), "reduction"] <= live99.loc[(name, policy), "reduction_high"]
+                for name in GOAL_SCENARIOS for policy in HEDGES},
         report_haiku_max=report_table.loc[report_table["model"] == "Haiku", "max_ms"].max(),
         agreement=pd.DataFrame([{"scenario": name, "policy": POLICY_NAMES[policy]} for name in names
                                 for policy in HEDGES]).join(matches),
@@ -258,7 +260,8 @@ class LeaderboardHedging:
 
 
 def leaderboard(trace_dir: Path | str, model: str, *, seed: int = 2026, confidence: float = 0.95,
-                n_resamples: int = 2000, delay_percentiles: Sequence[float] = (50, 75, 90, 95, 99)) -> LeaderboardHedging:
+                n_resamples: int = 2000,
+                delay_percentiles: Sequence[float] = (50, 75, 90, 95, 99)) -> LeaderboardHedging:
     """Every pair of providers serving ``model`` in the LLMPerf traces of ``trace_dir``, paired at random, the
     primary hedged at its p90 (point estimates of the p95); then the failure-free provider with the largest
     p95/p50 ratio (``tailed``) hedged on its best backup at ``delay_percentiles``, with intervals; and the

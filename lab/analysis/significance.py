@@ -45,9 +45,9 @@ def tail_tests(latency: pd.DataFrame, threshold_ms: float, *, n_resamples: int =
         rows += [
             {"model": model, "test": "p95 difference, permutation", "off-peak": f"{q['quantile_x']:,.0f} ms",
              "peak": f"{q['quantile_y']:,.0f} ms", "effect": f"{q['difference']:+,.0f} ms", "p_value": q["p_value"]},
-            {"model": model, "test": f"over {threshold_ms:,} ms, Fisher exact", "off-peak": f"{x['over_x']} of {x['n_x']}",
-             "peak": f"{x['over_y']} of {x['n_y']}", "effect": f"odds ratio {x['odds_ratio']:.2f}",
-             "p_value": x["p_value"]}]
+            {"model": model, "test": f"over {threshold_ms:,} ms, Fisher exact",
+             "off-peak": f"{x['over_x']} of {x['n_x']}", "peak": f"{x['over_y']} of {x['n_y']}",
+             "effect": f"odds ratio {x['odds_ratio']:.2f}", "p_value": x["p_value"]}]
     return ls.with_holm(pd.DataFrame(rows), alpha=alpha)
 
 

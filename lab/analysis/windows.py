@@ -96,7 +96,8 @@ def study(run_id: str, *, slow_ms: float = 3000, confidence: float = 0.95, seed:
     haiku = latency.loc[latency["model"] == "Haiku", "latency_ms"].to_numpy()
     sonnet = latency.loc[latency["model"] == "Sonnet", "latency_ms"].to_numpy()
     gap = compare(haiku, sonnet, names=("Haiku", "Sonnet"), confidence=confidence, seed=seed)
-    phases = interval_summary(streamed, ["model"], ["ttft_ms", "tpot_ms", "max_gap_ms"], (50, 95), confidence=confidence)
+    phases = interval_summary(streamed, ["model"], ["ttft_ms", "tpot_ms", "max_gap_ms"], (50, 95),
+                              confidence=confidence)
     spread_ms = aggregates["sonnet_median_max_ms"] - aggregates["sonnet_median_min_ms"]
     readings = simulations.cached(f"report readings {coverage.VERSION}", {
         "spread_ms": float(spread_ms), "replications": replications, "seed": seed,
