@@ -12,6 +12,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
 
+from lab.analysis import review_study
 from lab.analysis import stats as ls
 from lab.core.records import CallRecord
 
@@ -146,7 +147,7 @@ def reviews_frame() -> pd.DataFrame:
 
 def test_issue_detection_is_fisher_per_issue_with_holm():
     reviews = reviews_frame()
-    result = ls.issue_detection(reviews, ["x", "y", "z"]).set_index("issue")
+    result = review_study.issue_detection(reviews, ["x", "y", "z"]).set_index("issue")
     for issue in "xyz":
         hits = [sum(issue in f for f in reviews.loc[reviews["provider"] == p, "found"]) for p in "ab"]
         expected = stats.fisher_exact([[hits[0], 20 - hits[0]], [hits[1], 20 - hits[1]]]).pvalue
@@ -157,7 +158,7 @@ def test_issue_detection_is_fisher_per_issue_with_holm():
 
 def test_detection_icc_and_rank_tests():
     reviews = reviews_frame()
-    icc = ls.detection_icc(reviews, ["x", "y", "z"])
+    icc = review_study.detection_icc(reviews, ["x", "y", "z"])
     assert set(icc["type"]) == {"ICC(A,1)", "ICC(A,k)"} and len(icc) == 4
     assert icc["icc"].between(-1, 1).all() and icc["agreement"].between(0, 1).all()
     scores = ls.rank_tests([3, 3, 4, 2, 3], [5, 5, 4, 6, 5]).set_index("test")

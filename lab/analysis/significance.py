@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.weightstats import ttost_ind
 
-from lab.analysis import calibration, coverage
+from lab.analysis import calibration, coverage, review_study
 from lab.analysis import stats as ls
 from lab.analysis.compare import compare
 from lab.analysis.stats import fmt_interval
@@ -192,8 +192,8 @@ def study(run_id: str, review_run_id: str, *, seed: int = 2026, alpha: float = 0
     a_name, b_name = providers[0], providers[1]
     scores = {p: reviews.loc[reviews["provider"] == p, "score"] for p in providers}
     counts = ls.count_rate_ratio(reviews["issues_listed"], reviews["provider"], reference=a_name, confidence=confidence)
-    detection = ls.issue_detection(reviews, issues, alpha=alpha)
-    icc = ls.detection_icc(reviews, issues)
+    detection = review_study.issue_detection(reviews, issues, alpha=alpha)
+    icc = review_study.detection_icc(reviews, issues)
     sd = float(np.sqrt(reviews.groupby("provider")["score"].var().mean()))
     ns = range(2, 11)
     mw_power = calibration.mannwhitney_curve(sample, score_difference, ns, n_sim=n_sim, alpha=alpha, seed=seed)

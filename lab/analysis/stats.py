@@ -370,67 +370,6 @@ def count_rate_ratio(counts: Sequence[float], groups: Sequence[Any], *, referenc
     return pd.DataFrame(rows)
 
 
-def _found_matrix(reviews: pd.DataFrame, issues: Sequence[str], found: str) -> pd.DataFrame:
-    return pd.DataFrame([[issue in set(row) for issue in issues] for row in reviews[found]], columns=list(issues),
-                        index=reviews.index)
-
-
-def issue_detection(reviews: pd.DataFrame, issues: Sequence[str], *, group: str = "provider", found: str = "found",
-                    alpha: float = 0.05) -> pd.DataFrame:
-    """Per issue, does the share of reviews that found it differ between the two groups?
-
-    ``scipy.stats.fisher_exact`` on each issue's 2x2 table (found / not, per group), Holm across issues.
-    """
-    levels = sorted(reviews[group].unique())
-    if len(levels) != 2:
-        raise ValueError(f"need exactly two groups in {group!r}, got {levels}")
-    matrix = _found_matrix(reviews, issues, found)
-    rows = []
-    for issue in issues:
-        hits = [int(matrix.loc[reviews[group] == level, issue].sum()) for level in levels]
-        sizes = [int((reviews[group] == level).sum()) for level in levels]
-        table = [[hits[0], sizes[0] - hits[0]], [hits[1], sizes[1] - hits[1]]]
-        result = stats.fisher_exact(table)
-        rows.append({"issue": issue, f"found_{levels[0]}": hits[0], f"n_{levels[0]}": sizes[0],
-                     f"found_{levels[1]}": hits[1], f"n_{levels[1]}": sizes[1],
-                     f"share_{levels[0]}": hits[0] / sizes[0], f"share_{levels[1]}": hits[1] / sizes[1],
-                     "odds_ratio": float(result.statistic), "p_value": float(result.pvalue)})
-    return with_holm(pd.DataFrame(rows), alpha=alpha)
-
-
-def detection_icc(reviews: pd.DataFrame, issues: Sequence[str], *, group: str = "provider", found: str = "found",
-                  rater: str = "sample") -> pd.DataFrame:
-    """Run-to-run consistency per group by ``pingouin.intraclass_corr``: the issues are the targets, each
-    review is a rater, the rating is found (1) or not (0).
-
-    ICC(A,1) near 1: any two reviews find the same issues; near 0: which issues a review finds is chance.
-    ICC(A,k): reliability of the pooled verdict of all k reviews. (The reviews cover one code sample, so
-    scores have a single target and no ICC of their own.) Like kappa, the ICC is low when nearly every
-    issue is found by nearly every review (little variance between targets); ``agreement``, the share of
-    pairs of reviews that agree on an issue, averaged over issues, shows that case.
-    """
-    import pingouin as pg
-
-    rows = []
-    for level, subset in reviews.groupby(group, sort=True):
-        matrix = _found_matrix(subset, issues, found).astype(float)
-        matrix.index = subset[rater].to_numpy()
-        n, hits = matrix.shape[0], matrix.sum()
-        agreement = float(((hits * (hits - 1) + (n - hits) * (n - hits - 1)) / (n * (n - 1))).mean())
-        long = matrix.rename_axis("rater").reset_index().melt(id_vars="rater", var_name="issue", value_name="found")
-        with warnings.catch_warnings():
-            # pingouin 0.7 calls DataFrame.dropna(inplace=True), which pandas 3.1 deprecates; harmless here.
-            warnings.filterwarnings("ignore", message="The inplace keyword", category=pd.errors.Pandas4Warning)
-            table = pg.intraclass_corr(long, targets="issue", raters="rater", ratings="found")
-        ci_column = next(c for c in table.columns if c.startswith("CI"))
-        for _, row in table[table["Type"].isin(["ICC(A,1)", "ICC(A,k)"])].iterrows():
-            low, high = row[ci_column]
-            rows.append({group: level, "type": row["Type"], "icc": float(row["ICC"]), "low": float(low),
-                         "high": float(high), "F": float(row["F"]), "p_value": float(row["pval"]),
-                         "agreement": agreement, "reviews": n, "issues": matrix.shape[1]})
-    return pd.DataFrame(rows)
-
-
 def reviews_needed(sd: float, difference: float = 2.0, *, alpha: float = 0.05, power: float = 0.8) -> float:
     """Reviews per group for a two-sided t-test to detect ``difference`` at ``sd``
     (``statsmodels.stats.power.TTestIndPower.solve_power``); round up to use it."""
