@@ -107,7 +107,7 @@ def test_no_planted_secret_reaches_a_file_or_a_stream(tmp_path):
             "latency_ms", "status", "error_message", "endpoint", "provider", "model")))
         for run_id in ("planted", "echoed", "imported"):
             run("analyze", "--run", run_id, "--out", str(work / "reports" / f"{run_id}.html"))
-        run("compare", "--run", "--run", "--run", "planted", "--run", "imported", "--out", str(work / "reports" / "compare.html"))
+        run("compare", "--run", "planted", "--run", "imported", "--out", str(work / "reports" / "compare.html"))
         run("runs")
 
         policy = work / "policy.toml"

@@ -8,11 +8,13 @@ said in one line with exit status 1. ``--debug`` shows the traceback too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
 import traceback
 import warnings
+from collections.abc import Iterator
 
 from pydantic import ValidationError
 
@@ -61,12 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     config.remember_secrets()  # a key echoed by a provider, a proxied upstream or an imported file is masked
     args = parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    if getattr(args, "runs_dir", None):
-        os.environ["LAB_RUNS_DIR"] = args.runs_dir  # every run this command names is looked for there
     if not args.debug:
         warnings.showwarning = _warn_in_one_line
     try:
-        return args.handler(args)
+        with _runs_in(getattr(args, "runs_dir", None)):
+            return args.handler(args)
     except BrokenPipeError:  # the reader left (`lab ... | head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -80,6 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a fault of the lab's, whatever it is (a failed analysis notebook too)
         return _said(args, f"internal error: {type(exc).__name__}: {exc} (a fault of the lab's: run again with "
                            "--debug to see where, and report it)", 1)
+
+
+@contextlib.contextmanager
+def _runs_in(folder: str | None) -> Iterator[None]:
+    """``--runs-dir``: every run the command names is looked for there, while it runs."""
+    if not folder:
+        yield
+        return
+    before = os.environ.get("LAB_RUNS_DIR")
+    os.environ["LAB_RUNS_DIR"] = folder
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("LAB_RUNS_DIR", None)
+        else:
+            os.environ["LAB_RUNS_DIR"] = before
 
 
 def _said(args: argparse.Namespace, message: str, code: int) -> int:
