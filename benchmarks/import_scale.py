@@ -34,28 +34,31 @@ MAPPING = ["started_at=ts:s", "latency_ms=e2e_s:s", "ttft_ms=ttft_s:s", "input_t
 CHUNK = 1_000_000
 
 
-def generate(path: Path, rows: int, seed: int = 0) -> None:
-    """Write ``rows`` synthetic gateway-log rows as CSV, a million at a time."""
+def generate(path: Path, rows: int, seed: int = 0, *, targets: int = 3, spacing_s: float = 0.01) -> None:
+    """Write ``rows`` synthetic gateway-log rows as CSV, a million at a time: ``targets`` models (each a little
+    slower than the one before), a call every ``spacing_s`` seconds."""
     rng = np.random.default_rng(seed)
     start = 1_796_000_000.0
-    models = pa.array(["model-a", "model-b", "model-c"])
+    models = pa.array([f"model-{chr(ord('a') + i)}" if targets <= 26 else f"model-{i:03d}" for i in range(targets)])
+    slowdown = 1 + 0.04 * np.arange(targets)
     with pa_csv.CSVWriter(path, pa.schema([
         ("ts", pa.float64()), ("e2e_s", pa.float64()), ("ttft_s", pa.float64()), ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()), ("status_code", pa.int64()), ("model", pa.string())])) as writer:
         for offset in range(0, rows, CHUNK):
             n = min(CHUNK, rows - offset)
-            ttft = rng.lognormal(np.log(0.4), 0.5, n)
+            which = rng.integers(0, targets, n)
+            ttft = rng.lognormal(np.log(0.4), 0.5, n) * slowdown[which]
             tokens = rng.integers(20, 400, n)
             failed = rng.random(n) < 0.05
             status = np.where(failed, rng.choice([429, 500, 503], n), 200)
             writer.write_table(pa.table({
-                "ts": np.round(start + (offset + np.arange(n)) * 0.01, 3),
+                "ts": np.round(start + (offset + np.arange(n)) * spacing_s, 3),
                 "e2e_s": np.round(ttft + tokens * rng.lognormal(np.log(0.02), 0.2, n), 6),
                 "ttft_s": np.where(failed, np.nan, np.round(ttft, 6)),
                 "prompt_tokens": rng.integers(50, 2000, n),
                 "completion_tokens": np.where(failed, 0, tokens),
                 "status_code": status,
-                "model": models.take(pa.array(rng.integers(0, 3, n))),
+                "model": models.take(pa.array(which)),
             }))
 
 

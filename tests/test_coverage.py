@@ -90,7 +90,7 @@ def test_order_statistic_coverage_by_hand():
 
 def test_notebook_table_simulates_once_and_reads_the_run_back(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
-    checks = (("Wilson", "wilson", 200, {"rate": 0.02}),
+    checks = (("error rate", "error rate", 200, {"rate": 0.02}),
               ("per window", "order statistics", 50, {"model": "haiku", "percentiles": [50, 95]}))
     first = cv.notebook_table(replications=30, checks=checks)
     assert list(first["interval"]) == ["error rate", "p50", "p95"]

@@ -1,194 +1,523 @@
-"""``lab analyze --run RUN``: one report for any run, whatever collected it.
+"""``lab analyze --run RUN``: what any run says about each target, whatever collected it, at any size.
 
-Per target and task: time to first token, time per output token, end to end and the longest
-mid-stream silence, each percentile with a distribution-free interval (:mod:`lab.analysis.stats`); error
-rates with Wilson intervals; for open-loop runs, the achieved against the planned rate, the send
-lag, and response time counted from the planned send; every pair of targets compared by
-:mod:`lab.analysis.compare` (an effect size with an interval, calibrated tests, a one-line verdict).
+Per target (and task, and open-loop window): how many calls, how many failed (an interval for the
+rate: :func:`lab.analysis.summary.rate_interval`), and the percentiles of each metric with
+distribution-free intervals (order statistics, :func:`lab.analysis.summary.percentiles`), all computed
+by DuckDB where the calls live (:class:`lab.analysis.calls.Calls`). Then the targets ranked in groups
+that cannot be told apart (:func:`lab.analysis.ranking.rank`), or each against a ``baseline``; the
+throughput achieved and, with objectives, the goodput; for an open-loop run, its schedule; with ``by``,
+the calls in time windows (:mod:`lab.analysis.timeline`). Every number of the findings is computed
+here, once: the terminal table, the JSON and the HTML page (:mod:`lab.report.pages`) read the same object.
 
-The report is a notebook that :func:`notebook` writes (the committed
-``notebooks/07_analyze_a_run.ipynb`` is its output on a demo run); ``lab analyze`` executes it
-with the run's id and renders it like the other notebooks: findings first, code hidden.
+What the data cannot carry is said, never printed as a number: a metric no call of a group recorded
+reads "not recorded (0 of N calls)"; time per output token is not ranked over a handful of tokens;
+chunk timing is not ranked when an open-loop client fell behind its schedule.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from lab.analysis import compare, stats
-from lab.store import MissingRecord, Run
+from lab.analysis import stats, summary
+from lab.analysis.calls import Calls
+from lab.core.errors import BadInput
 
 METRICS = {
+    "response_ms": "response time from the planned send",
+    "ttft_from_planned_ms": "time to first token from the planned send",
+    "latency_ms": "end to end",
     "ttft_ms": "time to first token",
     "tpot_ms": "time per output token",
-    "latency_ms": "end to end",
     "max_gap_ms": "longest silence mid-stream",
 }
-FROM_PLANNED = {"ttft_from_planned_ms": "time to first token from the planned send",
-                "response_ms": "response time from the planned send"}
+SHORT = {"response_ms": "response", "ttft_from_planned_ms": "ttft (planned)", "latency_ms": "e2e", "ttft_ms": "ttft",
+         "tpot_ms": "tpot", "max_gap_ms": "gap"}
 PERCENTILES = (50, 95, 99)
-NOTEBOOK = "07_analyze_a_run"
-
-
-def load(run: Run | str) -> pd.DataFrame:
-    """The run's call records: a workload's planned calls (:func:`lab.collect.experiment.load`), or every
-    record of any other run (imported, proxied); ``target`` and ``task`` filled in where a source has
-    none (target: provider/model; task: "all"), and for open-loop calls the times from the planned send."""
-    from lab.collect import experiment
-
-    run = run if isinstance(run, Run) else Run(run)
-    manifest = run.manifest
-    kind = experiment.kind_of(manifest)
-    frame = experiment.load(run) if kind == "workload" else run.frame()
-    if frame.empty:
-        raise MissingRecord(f"run {run.id!r} holds no call records to analyse"
-                            + (" (a hedging run: its outcomes are analysed in notebook 04)" if kind == "hedging"
-                               else ""))
-    frame = frame.copy()
-    frame["target"] = frame["target"].fillna(frame["provider"] + "/" + frame["model"])
-    frame["task"] = frame["task"].fillna("all")
-    lag = frame["send_lag_ms"]
-    frame["response_ms"] = lag + frame["latency_ms"]
-    frame["ttft_from_planned_ms"] = lag + frame["ttft_ms"]
-    return frame
+MIN_TOKENS = 16
+"""Time per output token is ranked only where the successful calls' median output is at least this many tokens."""
+BEHIND_MS = 10.0
+"""An open-loop client sent late by more than this (its 99th percentile send lag) fell behind its schedule."""
 
 
 @dataclass
+class Options:
+    """How to analyse: time windows (``by``, ``tz``), a ``baseline`` target, every pair, objectives."""
+
+    by: str | None = None
+    tz: str = "UTC"
+    baseline: str | None = None
+    all_pairs: bool = False
+    objectives: dict[str, float] = field(default_factory=dict)
+    alpha: float = 0.05
+    seed: int = 0
+
+
 class Analysis:
-    """Everything the report shows about one run, computed once."""
+    """Everything the report on one run shows, each part computed once, when first asked for."""
 
-    run_id: str
-    frame: pd.DataFrame = field(init=False)
-    manifest: dict = field(init=False)
+    def __init__(self, run_id: str, options: Options | None = None) -> None:
+        self.run_id = run_id
+        self.options = options or Options()
+        self.calls = Calls(run_id)
+        self.n = self.calls.count()
+        unknown = set(self.options.objectives) - set(METRICS)
+        if unknown:
+            raise BadInput(f"an objective names a metric the lab does not know: {', '.join(sorted(unknown))} "
+                           f"(use {', '.join(SHORT.values())})")
 
-    def __post_init__(self) -> None:
-        run = Run(self.run_id)
-        self.manifest = run.manifest
-        self.frame = load(run)
+    # -- what the run is ------------------------------------------------------------------
+
+    @functools.cached_property
+    def recorded(self) -> dict[str, int]:
+        """Calls with a value, per metric (and send lag, output tokens)."""
+        return self.calls.recorded([*METRICS, "send_lag_ms", "output_tokens"])
 
     @property
     def open_loop(self) -> bool:
-        return bool(self.frame["send_lag_ms"].notna().any())
+        return self.recorded["send_lag_ms"] > 0
 
-    @property
-    def metrics(self) -> dict[str, str]:
-        """The metrics this run has values for (times from the planned send first, for open-loop runs)."""
-        wanted = {**(FROM_PLANNED if self.open_loop else {}), **METRICS}
-        return {m: label for m, label in wanted.items() if self.frame[m].notna().any()}
+    @functools.cached_property
+    def strata(self) -> list[str]:
+        """The columns besides the target that split the calls: task when there are several, and for an
+        open-loop run the window (each a rate of its own) when there are several."""
+        found = self.calls.sql("SELECT count(DISTINCT task) AS tasks, count(DISTINCT \"window\") AS windows "
+                               "FROM calls").iloc[0]
+        return (["task"] if found["tasks"] > 1 else []) + (["window"] if self.open_loop and found["windows"] > 1
+                                                           else [])
 
     @property
     def groups(self) -> list[str]:
-        return ["window", "target", "task"] if self.open_loop else ["target", "task"]
+        return ["target", *self.strata]
+
+    @functools.cached_property
+    def metrics(self) -> dict[str, str]:
+        """The metrics some call recorded, the times from the planned send first (an open-loop run)."""
+        wanted = [m for m in METRICS if self.open_loop or m not in ("response_ms", "ttft_from_planned_ms")]
+        return {m: METRICS[m] for m in wanted if self.recorded[m]}
 
     @property
-    def synthetic(self) -> str:
-        flags = self.frame["synthetic"].astype(bool)
-        return "SYNTHETIC" if flags.all() else "REAL" if not flags.any() else "MIXED"
+    def main(self) -> str:
+        """The metric the verdict is on: response time from the planned send (open loop), else end to end."""
+        return "response_ms" if "response_ms" in self.metrics else "latency_ms"
+
+    @property
+    def label(self) -> str:
+        return self.calls.label
+
+    @functools.cached_property
+    def span(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        row = self.calls.sql("SELECT min(started_at) AS first, max(started_at) AS last FROM calls").iloc[0]
+        return (None if pd.isna(row["first"]) else row["first"]), (None if pd.isna(row["last"]) else row["last"])
+
+    @functools.cached_property
+    def targets(self) -> list[str]:
+        return [str(t) for t in self.calls.sql("SELECT DISTINCT target FROM calls ORDER BY target")["target"]]
+
+    # -- summaries ------------------------------------------------------------------------
 
     @functools.cached_property
     def _percentiles(self) -> pd.DataFrame:
-        return stats.interval_summary(self.frame, self.groups, list(self.metrics), PERCENTILES)
+        return summary.percentiles("calls", self.groups, list(self.metrics), PERCENTILES, con=self.calls.con)
 
     def percentiles(self) -> pd.DataFrame:
-        """One row per group, metric and percentile, with its interval (:func:`lab.analysis.stats.interval_summary`)."""
+        """One row per group, metric and percentile with its interval (:func:`lab.analysis.summary.percentiles`)."""
         return self._percentiles.copy()
 
-    def percentile_table(self) -> pd.DataFrame:
-        """The percentiles as text, "estimate [low, high]", one column per metric and percentile."""
-        table = self.percentiles()
-        table["value"] = [stats.fmt_interval(r.estimate, r.low, r.high, ",.1f" if r.metric == "tpot_ms" else ",.0f")
-                          for r in table.itertuples()]
-        table["column"] = table["metric"].map(lambda m: m.removesuffix("_ms")) + " p" + table["percentile"].astype(str)
-        wide = table.pivot_table(index=self.groups, columns="column", values="value", aggfunc="first", sort=False)
-        return wide[[c for c in dict.fromkeys(table["column"])]].reset_index()
+    @functools.cached_property
+    def _errors(self) -> pd.DataFrame:
+        table = summary.error_rates("calls", self.groups, con=self.calls.con)
+        keys = ", ".join(summary.sql_name(g) for g in self.groups)
+        kinds = self.calls.sql(f"SELECT {keys}, coalesce(error_type, 'error') AS kind, count(*) AS n FROM calls "
+                               f"WHERE status <> 'ok' OR status IS NULL GROUP BY ALL ORDER BY n DESC, kind")
+        said = kinds.groupby(self.groups, sort=False).apply(
+            lambda g: ", ".join(f"{k} {n:,}" for k, n in zip(g["kind"], g["n"], strict=True)), include_groups=False)
+        named = said.rename("error types").reset_index() if len(said) else pd.DataFrame(
+            columns=[*self.groups, "error types"])
+        return table.merge(named, on=self.groups, how="left").fillna({"error types": ""})
 
     def errors(self) -> pd.DataFrame:
-        table = stats.error_rates(self.frame, self.groups)
-        table["error rate"] = [stats.fmt_interval(r.error_rate * 100, r.low * 100, r.high * 100, ".1f") + " %"
-                               for r in table.itertuples()]
-        kinds = self.frame[self.frame["status"].ne("ok")].groupby(self.groups, observed=True)["error_type"].agg(
-            lambda s: ", ".join(f"{k} {n}" for k, n in s.value_counts().items()))
-        return table.merge(kinds.rename("error types").reset_index(), on=self.groups, how="left").fillna(
-            {"error types": ""})[[*self.groups, "n", "errors", "error rate", "error types"]]
+        """Calls, errors and the error rate per group with its interval and method, and the kinds of error."""
+        return self._errors.copy()
 
     @functools.cached_property
-    def _pairs(self) -> list[tuple[str, str, dict, compare.Comparison]]:
-        found = []
-        by = [g for g in self.groups if g != "target"]
-        for a, b in itertools.combinations(sorted(self.frame["target"].unique()), 2):
-            left, right = (self.frame[self.frame["target"] == t] for t in (a, b))
-            for where, result in compare.compare_frames(left, right, by=by, metrics=list(self.metrics), names=(a, b)):
-                found.append((a, b, where, result))
+    def _throughput(self) -> pd.DataFrame:
+        return summary.throughput("calls", self.groups, objectives=self.options.objectives, con=self.calls.con)
+
+    def throughput(self) -> pd.DataFrame:
+        """Requests and output tokens per second achieved per group; goodput against the objectives."""
+        return self._throughput.copy()
+
+    # -- what the data can carry --------------------------------------------------------------
+
+    @functools.cached_property
+    def send_lag(self) -> dict[str, float]:
+        """An open-loop run's send lag: median, p99 and max, ms (empty for a serial run)."""
+        if not self.open_loop:
+            return {}
+        row = self.calls.sql("SELECT median(send_lag_ms) AS median, quantile_cont(send_lag_ms, 0.99) AS p99, "
+                             "max(send_lag_ms) AS max FROM calls").iloc[0]
+        return {k: float(row[k]) for k in ("median", "p99", "max")}
+
+    @property
+    def fell_behind(self) -> bool:
+        return bool(self.send_lag) and self.send_lag["p99"] > BEHIND_MS
+
+    @functools.cached_property
+    def median_tokens(self) -> float:
+        value = self.calls.sql("SELECT median(output_tokens) AS m FROM calls WHERE status = 'ok'")["m"].iloc[0]
+        return math.nan if pd.isna(value) else float(value)
+
+    def withheld(self) -> dict[str, str]:
+        """The recorded metrics that get no ranking, with the reason."""
+        found = {}
+        if "tpot_ms" in self.metrics and not self.median_tokens >= MIN_TOKENS:
+            found["tpot_ms"] = (f"the calls' median output is {self.median_tokens:.0f} tokens, under {MIN_TOKENS}: "
+                                "too few gaps to time a token")
+        if self.fell_behind:
+            for metric in ("tpot_ms", "max_gap_ms"):
+                if metric in self.metrics:
+                    found.setdefault(metric, "the client fell behind its schedule, so it may have read chunks late")
         return found
 
-    def pairs(self) -> list[tuple[str, str, dict, compare.Comparison]]:
-        """Every pair of targets, compared per task (and window) on every metric (computed once)."""
-        return self._pairs
+    @property
+    def ranked(self) -> list[str]:
+        """The metrics ranked: the main one, time to first token, time per output token, where carried."""
+        first = "ttft_from_planned_ms" if self.open_loop else "ttft_ms"
+        return [m for m in (self.main, first, "tpot_ms") if m in self.metrics and m not in self.withheld()]
 
-    def pair_table(self) -> pd.DataFrame:
-        rows = []
-        for a, b, where, result in self.pairs():
-            e = result.effects
-            if "median_ratio" not in e:
-                continue
-            rows.append({"A": a, "B": b, **where, "metric": result.metric, "n A": e["n_a"], "n B": e["n_b"],
-                         "median B/A": stats.fmt_interval(e["median_ratio"], e["median_ratio_low"],
-                                                          e["median_ratio_high"], ".2f"),
-                         "P(B slower)": stats.fmt_interval(e["p_b_slower"], e["p_b_slower_low"],
-                                                           e["p_b_slower_high"], ".2f"),
-                         "body p": f"{e['body_p']:.2g}", "tail p": f"{e['tail_p']:.2g}",
-                         "power, 10% shift": f"{e['body_power']:.0%} / {e['tail_power']:.0%}",
-                         "verdict": result.verdict.split(": ", 1)[1]})
-        return pd.DataFrame(rows)
+    # -- targets compared -----------------------------------------------------------------
+
+    def _strata_frames(self, metric: str) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+        """Per stratum (task, window), a frame of the successful calls' values of ``metric`` by target."""
+        values = self.calls.values(metric, self.groups)
+        found: dict[tuple, list] = {}
+        for key, array in values.items():
+            found.setdefault(tuple(key[1:]), []).append((key[0], array))
+        out = []
+        for stratum, parts in sorted(found.items(), key=lambda kv: tuple(map(str, kv[0]))):
+            targets = [t for t, a in parts for _ in range(len(a))]
+            frame = pd.DataFrame({"target": pd.Categorical(targets, categories=[t for t, _ in parts]),
+                                  "status": pd.Categorical(["ok"] * len(targets)),
+                                  metric: np.concatenate([a for _, a in parts]) if parts else []})
+            out.append((dict(zip(self.strata, stratum, strict=True)), frame))
+        return out
+
+    @functools.cached_property
+    def rankings(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+        """Per ranked metric and stratum, the targets ranked in groups (:func:`lab.analysis.ranking.rank`)."""
+        from lab.analysis import ranking
+
+        return {m: [(where, ranking.rank(frame, m, alpha=self.options.alpha))
+                    for where, frame in self._strata_frames(m) if frame["target"].nunique() > 1]
+                for m in self.ranked}
+
+    @functools.cached_property
+    def baseline(self) -> dict[str, list[tuple[dict[str, Any], pd.DataFrame]]]:
+        """With a baseline: per ranked metric and stratum, every other target against it."""
+        from lab.analysis import ranking
+
+        name = self.options.baseline
+        if name is None:
+            return {}
+        if name not in self.targets:
+            raise BadInput(f"no target {name!r} in run {self.run_id}: its targets are {', '.join(self.targets)}")
+        return {m: [(where, ranking.against(frame, m, name, alpha=self.options.alpha))
+                    for where, frame in self._strata_frames(m) if name in set(frame["target"])]
+                for m in self.ranked}
+
+    @functools.cached_property
+    def pairs(self) -> list[tuple[str, str, dict, Any]]:
+        """With ``all_pairs``: every pair of targets compared on every ranked metric (:mod:`lab.analysis.compare`)."""
+        import itertools
+
+        from lab.analysis import compare
+
+        if not self.options.all_pairs:
+            return []
+        found = []
+        for metric in self.ranked:
+            for where, frame in self._strata_frames(metric):
+                groups = {t: g[metric].to_numpy() for t, g in frame.groupby("target", observed=True)}
+                for a, b in itertools.combinations(sorted(groups), 2):
+                    found.append((a, b, where, compare.compare(groups[a], groups[b], metric=metric, names=(a, b),
+                                                               seed=self.options.seed)))
+        return found
+
+    # -- open loop ------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _schedule(self) -> pd.DataFrame:
+        if not self.open_loop:
+            return pd.DataFrame()
+        designed = {}
+        for entry in self.calls.about.sessions:
+            if entry.get("rate_per_s"):
+                from lab.collect.workload.plan import Slot
+
+                designed[Slot(entry.get("window"), entry.get("rate_per_s")).label] = entry["rate_per_s"]
+        frame = self.calls.sql("""SELECT "window", count(*) AS requests,
+            (count(*) - 1) / nullif(epoch(max(scheduled_at)) - epoch(min(scheduled_at)), 0) AS planned,
+            (count(*) - 1) / nullif(epoch(max(started_at)) - epoch(min(started_at)), 0) AS achieved,
+            median(send_lag_ms) AS lag_median, quantile_cont(send_lag_ms, 0.99) AS lag_p99,
+            max(send_lag_ms) AS lag_max, avg(CASE WHEN send_lag_ms > 2 THEN 1.0 ELSE 0.0 END) AS late
+            FROM calls WHERE send_lag_ms IS NOT NULL GROUP BY "window" ORDER BY min(scheduled_at)""")
+        frame.insert(2, "design", frame["window"].map(designed).astype(float))
+        return frame
 
     def schedule(self) -> pd.DataFrame:
-        """Open loop: per session, the design's rate, the rate its schedule planned (Poisson arrivals vary
-        around the design's), the rate achieved, and the send lag."""
-        from lab.collect.workload.plan import Slot
+        """Open loop: per window, the design's rate, the rate its schedule planned (Poisson arrivals vary
+        around the design's), the rate achieved, and how late calls were sent."""
+        return self._schedule.copy()
 
-        designed = {Slot(e.get("window"), e.get("rate_per_s")).label: e.get("rate_per_s")
-                    for e in self.manifest.get("sessions", []) if e.get("rate_per_s")}
-        rows = []
-        for window, group in self.frame.groupby("window", sort=False, observed=True):
-            sent = group["started_at"].sort_values()
-            span = (sent.iloc[-1] - sent.iloc[0]).total_seconds()
-            planned = group["scheduled_at"].sort_values()
-            planned_span = (planned.iloc[-1] - planned.iloc[0]).total_seconds()
-            lag = group["send_lag_ms"]
-            rows.append({"window": window, "requests": len(group), "design rate /s": designed.get(window, math.nan),
-                         "planned rate /s": (len(group) - 1) / planned_span if planned_span else math.nan,
-                         "achieved rate /s": (len(group) - 1) / span if span else math.nan,
-                         "send lag median ms": lag.median(), "send lag p99 ms": lag.quantile(0.99),
-                         "send lag max ms": lag.max(), "late by over 2 ms": f"{(lag > 2).mean():.1%}"})
-        return pd.DataFrame(rows)
+    # -- time -----------------------------------------------------------------------------
 
-    def findings(self) -> str:
-        """The findings, in Markdown, every number computed here."""
-        f = self.frame
-        lines = [f"**Run {self.run_id}** ({self.synthetic}): {len(f):,} calls to {f['target'].nunique()} targets "
-                 f"({', '.join(sorted(f['target'].unique()))}) over {f['task'].nunique()} tasks; "
-                 f"{int(f['status'].ne('ok').sum())} failed."]
-        main = next(iter(self.metrics))
-        table = self.percentiles()
-        for target, rows in table[(table["metric"] == main) & (table["percentile"] == 50)].groupby("target"):
-            parts = [f"{r.task} {stats.fmt_interval(r.estimate, r.low, r.high)} ms" for r in rows.itertuples()]
-            lines.append(f"- {target}, median {self.metrics[main]}: " + "; ".join(parts))
-        verdicts = [f"- {a} vs {b}{' (' + ', '.join(f'{v}' for v in where.values()) + ')' if where else ''}: "
-                    f"{r.verdict}" for a, b, where, r in self.pairs() if r.metric in (main, "tpot_ms")]
-        lines += verdicts
+    @functools.cached_property
+    def time(self) -> dict[str, Any]:
+        """With ``by``: per-window summaries, the window tests, latency over time and change points
+        (:mod:`lab.analysis.timeline`)."""
+        from lab.analysis import timeline
+
+        by = self.options.by
+        if by is None:
+            return {}
+        con, metric = self.calls.con, self.main
+        frame = self.calls.frame(["target", "status", "started_at", "window", metric])
+        return {
+            "windows": timeline.per_window("calls", by, tz=self.options.tz, metrics=(metric,), con=con),
+            "tests": timeline.window_tests(frame, by, tz=self.options.tz, metric=metric, seed=self.options.seed,
+                                           alpha=self.options.alpha),
+            "over_time": timeline.over_time("calls", metric, con=con),
+            "changes": timeline.change_points(frame, metric, alpha=self.options.alpha),
+        }
+
+    # -- words ----------------------------------------------------------------------------
+
+    def value(self, row: Any, spec: str | None = None) -> str:
+        """A percentile row as text: "1,620 [1,580, 1,700]", or "not recorded (0 of N calls)"."""
+        if not row.recorded:
+            return f"not recorded (0 of {row.calls:,} calls)"
+        spec = spec or (",.1f" if row.metric == "tpot_ms" else ",.0f")
+        return stats.fmt_interval(row.estimate, row.low, row.high, spec)
+
+    def findings(self) -> list[str]:
+        """The findings, one sentence each, every number computed here."""
+        first, last = self.span
+        when = "" if first is None else (f", {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC")
+        errors = self.errors()
+        failed = int(errors["errors"].sum())
+        lines = [f"Run {self.run_id} ({self.label}): {self.n:,} calls to {len(self.targets)} "
+                 f"target{'s' if len(self.targets) != 1 else ''}{when}; {failed:,} failed "
+                 f"({failed / self.n:.1%})."]
+        lines += self.calls.notes
+        lines += self._ranking_findings()
+        worst = errors.sort_values(["error_rate", "n"], ascending=[False, False]).iloc[0]
+        if failed:
+            lines.append(f"Most errors: {self._where(worst)}, {worst['errors']:,} of {worst['n']:,} calls "
+                         f"({stats.fmt_interval(worst['error_rate'] * 100, worst['low'] * 100, worst['high'] * 100, '.1f')}"
+                         f" %, {worst['method']}){': ' + worst['error types'] if worst['error types'] else ''}.")
+        lines += self._missing_findings()
+        for metric, reason in self.withheld().items():
+            lines.append(f"{self.metrics[metric].capitalize()} is not ranked: {reason}.")
+        lines += self._throughput_findings()
         if self.open_loop:
-            for row in self.schedule().to_dict("records"):
-                lines.append(f"- open loop {row['window']}: planned {row['planned rate /s']:.1f}/s (design "
-                             f"{row['design rate /s']:g}/s), achieved "
-                             f"{row['achieved rate /s']:.1f}/s; send lag median {row['send lag median ms']:.2f} ms, "
-                             f"p99 {row['send lag p99 ms']:.2f} ms")
-        return "\n".join(lines)
+            lines += self._schedule_findings()
+        if self.time:
+            lines += self._time_findings()
+        return lines
+
+    def _where(self, row: Any) -> str:
+        return ", ".join(str(row[g]) for g in self.groups)
+
+    def _ranking_findings(self) -> list[str]:
+        lines = []
+        if len(self.targets) < 2:
+            return [f"One target ({self.targets[0]}): nothing to rank." if self.targets else "No target to rank."]
+        for metric in self.ranked[:2]:
+            for where, result in self.rankings.get(metric, []):
+                within = f" ({', '.join(f'{k} {v}' for k, v in where.items())})" if where else ""
+                table = result.table
+                groups = sorted({letter for letters in table["letters"].dropna() for letter in letters})
+                fastest = table.sort_values("rank").iloc[0]
+                tied = [t for t in table[table["letters"].fillna("").str.contains(fastest["letters"][:1])]["target"]
+                        if t != fastest["target"]] if fastest["letters"] else []
+                text = (f"Median {self.metrics[metric]}{within}: fastest {fastest['target']} "
+                        f"({self._median(metric, fastest['target'], where)} ms)")
+                text += (f", not told apart from {', '.join(tied)}" if tied else "")
+                text += (f"; {len(table)} targets in {len(groups)} group{'s' if len(groups) != 1 else ''} that can be "
+                         f"told apart ({len(result.pairs)} pairs, Brunner-Munzel, Holm).")
+                lines.append(text)
+                differences = result.differences()
+                if len(differences):
+                    top = differences.iloc[0]
+                    lines.append(f"  Largest difference{within}: {top['b']} is {top['ratio'] - 1:+.0%} against "
+                                 f"{top['a']} in median {self.metrics[metric]} (adjusted p = {top['p_holm']:.2g}).")
+        for metric, found in self.baseline.items():
+            for where, table in found:
+                differ = table[table["different"]]
+                within = f" ({', '.join(f'{k} {v}' for k, v in where.items())})" if where else ""
+                lines.append(f"Against {self.options.baseline}{within}, median {self.metrics[metric]}: "
+                             + ("; ".join(f"{r.target} {r.ratio - 1:+.0%} [{r.low - 1:+.0%}, {r.high - 1:+.0%}]"
+                                          for r in differ.itertuples()) if len(differ) else "no target differs")
+                             + f" ({len(table)} compared, Holm).")
+        return lines
+
+    def _median(self, metric: str, target: str, where: Mapping[str, Any]) -> str:
+        table = self._percentiles
+        pick = (table["metric"] == metric) & (table["percentile"] == 50) & (table["target"] == target)
+        for k, v in where.items():
+            pick &= table[k] == v
+        return self.value(table[pick].iloc[0])
+
+    def _missing_findings(self) -> list[str]:
+        table = self._percentiles[self._percentiles["percentile"] == PERCENTILES[0]]
+        lines = [] if "ttft_ms" in self.metrics else [
+            f"Time to first token not recorded (0 of {self.n:,} calls{self._why_missing('ttft_ms')})."]
+        for metric, rows in table[~table["recorded"]].groupby("metric", sort=False):
+            names = ", ".join(sorted({str(t) for t in rows["target"]}))
+            lines.append(f"{self.metrics[metric].capitalize()} not recorded for {names} "
+                         f"(0 of {int(rows['calls'].sum()):,} calls{self._why_missing(metric)}).")
+        return lines
+
+    def _why_missing(self, metric: str) -> str:
+        if metric in ("ttft_ms", "ttft_from_planned_ms", "tpot_ms", "max_gap_ms"):
+            streamed = self.calls.sql("SELECT count(*) FILTER (WHERE kind = 'stream') AS s FROM calls")["s"].iloc[0]
+            return ": not streamed" if streamed == 0 else ": not streamed, or not in the source"
+        return ""
+
+    def _throughput_findings(self) -> list[str]:
+        table = self.throughput()
+        total = table["n"].sum()
+        first, last = self.span
+        if first is None or last is None or first == last:
+            return []
+        seconds = (last - first).total_seconds()
+        tokens = table["output_tokens"].fillna(0).sum()
+        text = (f"Throughput over the run's {_duration(seconds)}: {(total - 1) / seconds:,.2f} requests/s"
+                + (f", {tokens / seconds:,.0f} output tokens/s" if tokens else ""))
+        if self.options.objectives:
+            good = int(table["good"].sum())
+            said = " and ".join(f"{SHORT[m]} ≤ {ms:,g} ms" for m, ms in self.options.objectives.items())
+            low, high, _ = summary.rate_interval(good, int(total))
+            text += (f"; goodput {good * (total - 1) / total / seconds:,.2f}/s: {good / total:.1%} "
+                     f"[{low:.1%}, {high:.1%}] of calls succeeded with {said}")
+        return [text + "."]
+
+    def _schedule_findings(self) -> list[str]:
+        lines = []
+        for row in self.schedule().itertuples():
+            design = f" (design {row.design:g}/s)" if not math.isnan(row.design) else ""
+            lines.append(f"Open loop {row.window}: planned {row.planned:.1f}/s{design}, achieved {row.achieved:.1f}/s; "
+                         f"send lag median {row.lag_median:.2f} ms, p99 {row.lag_p99:.2f} ms.")
+        if self.fell_behind:
+            lines.append(f"The client fell behind its schedule: response times include up to "
+                         f"{self.send_lag['max']:,.0f} ms of its own lateness (send lag p99 "
+                         f"{self.send_lag['p99']:,.1f} ms); times from the planned send count it, end-to-end times "
+                         "do not.")
+        return lines
+
+    def _time_findings(self) -> list[str]:
+        lines = []
+        tests = self.time["tests"]
+        if len(tests):
+            smallest = tests.sort_values("p_holm").iloc[0]
+            differ = tests[tests["reject"]]
+            lines.append(f"Windows by {self.options.by} ({self.options.tz}): "
+                         + (f"{', '.join(sorted(map(str, differ['target'].unique())))} differ across windows "
+                            if len(differ) else "no target differs across windows ")
+                         + f"(Kruskal-Wallis and Anderson-Darling, Holm; smallest adjusted p = "
+                           f"{smallest['p_holm']:.2g}).")
+        for row in self.time["changes"].itertuples():
+            if getattr(row, "changed", False):
+                lines.append(f"{row.target} changed level at {row.at:%Y-%m-%d %H:%M}: median after/before "
+                             f"{row.ratio:.2f} [{row.low:.2f}, {row.high:.2f}] (adjusted p = {row.p_holm:.2g}).")
+        return lines
+
+    # -- tables ---------------------------------------------------------------------------
+
+    def summary_table(self, metrics: list[str] | None = None) -> pd.DataFrame:
+        """Per group: calls, error rate, and each metric's percentiles as text (one column per percentile)."""
+        metrics = metrics or list(self.metrics)
+        table = self._percentiles[self._percentiles["metric"].isin(metrics)].copy()
+        table["text"] = [self.value(r) for r in table.itertuples()]
+        table["column"] = table["metric"].map(SHORT) + " p" + table["percentile"].astype(str)
+        wide = table.pivot_table(index=self.groups, columns="column", values="text", aggfunc="first", sort=False)
+        order = [f"{SHORT[m]} p{p}" for m in metrics for p in PERCENTILES]
+        wide = wide[[c for c in order if c in wide.columns]].reset_index()
+        errors = self.errors()
+        errors["error rate %"] = [stats.fmt_interval(r.error_rate * 100, r.low * 100, r.high * 100, ".1f")
+                                  for r in errors.itertuples()]
+        out = errors[[*self.groups, "n", "error rate %"]].rename(columns={"n": "calls"}).merge(wide, on=self.groups,
+                                                                                              how="left")
+        letters = self._letters()
+        if letters is not None:
+            out = out.merge(letters, on=self.groups, how="left")
+        return out
+
+    def _letters(self) -> pd.DataFrame | None:
+        """The main metric's group letters per target (and stratum), or None without a ranking."""
+        rows = [{**where, "target": r.target, "group": r.letters or ""}
+                for where, result in self.rankings.get(self.main, []) for r in result.table.itertuples()]
+        return pd.DataFrame(rows, columns=[*self.groups, "group"]) if rows else None
+
+    def terminal(self) -> str:
+        """What ``lab analyze`` prints: the findings, then per target the main metric's percentiles with their
+        intervals, the error rate, time to first token and the ranking groups."""
+        first = "ttft_from_planned_ms" if self.open_loop else "ttft_ms"
+        table = self.summary_table([m for m in (self.main, first) if m in self.metrics])
+        drop = [c for c in table.columns if c.startswith(SHORT[first]) and not c.endswith("p50")]
+        text = table.drop(columns=drop).to_string(index=False)
+        notes = [f"- {line}" if not line.startswith("  ") else f"  {line}" for line in self.findings()]
+        return "\n".join([*notes, "", f"{self.metrics[self.main]}, ms: percentiles with 95% distribution-free "
+                          "intervals (group: targets that share a letter cannot be told apart)", text])
+
+    def as_json(self) -> dict[str, Any]:
+        """Everything computed, for machines: plain lists and numbers (never NaN: null)."""
+        def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+            return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+        out = {"run": self.run_id, "label": self.label, "calls": self.n, "targets": self.targets,
+               "groups": self.groups, "metrics": self.metrics, "main": self.main, "findings": self.findings(),
+               "percentiles": records(self.percentiles()), "errors": records(self.errors()),
+               "throughput": records(self.throughput()), "withheld": self.withheld(),
+               "rankings": {m: [{"where": where, "table": records(r.table), "pairs": records(r.pairs)}
+                                for where, r in found] for m, found in self.rankings.items()}}
+        if self.baseline:
+            out["baseline"] = {m: [{"where": w, "table": records(t)} for w, t in found]
+                               for m, found in self.baseline.items()}
+        if self.open_loop:
+            out["schedule"] = records(self.schedule())
+            out["send_lag_ms"] = self.send_lag
+        if self.time:
+            out["time"] = {k: records(v) for k, v in self.time.items()}
+        if self.pairs:
+            out["pairs"] = [{"a": a, "b": b, "where": w, "metric": r.metric, "verdict": r.verdict,
+                             "effects": {k: _plain(v) for k, v in r.effects.items()}} for a, b, w, r in self.pairs]
+        return out
+
+    # -- figures --------------------------------------------------------------------------
+
+    def distributions(self, points: int = 200) -> pd.DataFrame:
+        """Per target and metric, the successful calls' quantiles at ``points`` shares: an ECDF that stays the
+        same size whatever the number of calls (computed by DuckDB)."""
+        shares = (np.arange(points) + 0.5) / points
+        rows = []
+        for metric in list(self.metrics)[:4]:
+            value = summary.value_sql(metric)
+            found = self.calls.con.execute(
+                f"SELECT target, quantile_cont({value}, {list(shares)}::DOUBLE[]) FROM calls WHERE status = 'ok' "
+                f"GROUP BY target ORDER BY target").fetchall()
+            for target, qs in found:
+                if qs and qs[0] is not None:
+                    rows += [{"metric": metric, "target": target, "share": s, "value": v} for s, v in zip(shares, qs,
+                                                                                                        strict=True)]
+        return pd.DataFrame(rows, columns=["metric", "target", "share", "value"])
 
     def figure(self):  # noqa: ANN201 (a matplotlib figure)
         """Distributions per target (ECDF, log scale), one panel per metric."""
@@ -196,80 +525,41 @@ class Analysis:
 
         from lab.analysis import plots
 
-        metrics = list(self.metrics)[:4]
-        fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
-        ok = self.frame[self.frame["status"].eq("ok")]
-        for ax, metric in zip(axes[0], metrics):
-            for target, group in ok.groupby("target"):
-                plots.ecdf(ax, group[metric], label=target)
+        data = self.distributions()
+        metrics = list(dict.fromkeys(data["metric"]))
+        fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(3.4 * max(len(metrics), 1) + 1.8, 3.3),
+                                 squeeze=False)
+        for ax, metric in zip(axes[0], metrics, strict=False):
+            for target, group in data[data["metric"] == metric].groupby("target", sort=True):
+                ax.plot(group["value"], group["share"], label=target, drawstyle="steps-post")
             ax.set_xscale("log")
             plots.plain_log_ticks(ax.xaxis, minor=False)
+            ax.tick_params(axis="x", labelrotation=30)
             ax.set_xlabel(f"{self.metrics[metric]}, ms (log)")
             ax.set_ylabel("share of calls at or below")
-        axes[0][0].legend(fontsize=8)
-        fig.suptitle(f"Run {self.run_id} ({self.synthetic}): distributions per target", fontsize=10)
-        fig.tight_layout()
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+        fig.suptitle(f"Run {self.run_id} ({self.label}): distributions per target", fontsize=10)
+        fig.tight_layout(rect=(0, 0, 1 - 1.8 / fig.get_figwidth(), 1))
         return fig
 
 
-_CELLS = [
-    ("markdown", None, """# Analysis of a run
-
-What does this run say about each target: how fast it starts answering, how fast it streams, how long
-a call takes end to end and how often it fails, per task, and does one target differ from another?"""),
-    ("code", "parameters", 'RUN_ID = "{run_id}"  # any run in data/runs: collected, imported or proxied'),
-    ("code", None, """from IPython.display import Markdown
-
-from lab import report
-from lab.analysis import analyze as analysis
-
-result = analysis.Analysis(RUN_ID)
-report.sources(RUN_ID)"""),
-    ("code", "findings", "Markdown(result.findings())"),
-    ("markdown", None, """## Method
-
-Each call is one record of the run. Times run from the moment a request is handed to the HTTP transport
-to the arrival of the bytes in question: the first generated content (TTFT), the last byte (end to end);
-time per output token is (end to end - TTFT) / (output tokens - 1); the longest silence is the longest gap
-between two content chunks. In an open-loop run the schedule rules: each call also records how late it was
-sent, and times *from the planned send* add that lateness, so a client that fell behind cannot hide it.
-Percentiles carry distribution-free 95% intervals (order statistics); a bound the sample is too small to
-give reads "unbounded". Error rates carry Wilson intervals. Two targets are compared by the ratio of their
-medians (bootstrap interval), P(B slower than A), a rank test for the body (Brunner-Munzel) and an exact
-test for the tail (calls over the pooled p95), with the power each had to see a 10% shift; "equivalent"
-needs a TOST within ±10%."""),
-    ("code", None, """result.percentile_table().style.hide(axis="index").set_uuid("percentiles").set_caption(
-    f"Percentiles with 95% intervals, ms: run {RUN_ID} ({result.synthetic})")"""),
-    ("code", None, """import matplotlib.pyplot as plt
-
-result.figure()
-plt.show()"""),
-    ("code", None, """result.errors().style.hide(axis="index").set_uuid("errors").set_caption(
-    f"Errors with 95% Wilson intervals: run {RUN_ID} ({result.synthetic})")"""),
-    ("code", None, """pairs = result.pair_table()
-pairs.style.hide(axis="index").set_uuid("pairs").set_caption(f"Every pair of targets: run {RUN_ID} ({result.synthetic})") \\
-    if len(pairs) else Markdown("One target: nothing to compare.")"""),
-    ("code", None, """result.schedule().style.hide(axis="index").set_uuid("schedule").format(precision=2).set_caption(
-    f"Open-loop schedule: run {RUN_ID}") if result.open_loop else Markdown("Serial run: no schedule to check.")"""),
-    ("markdown", None, """## Limits
-
-The intervals are for the run as collected: one session per window, so they say how precisely *this*
-session is measured, not how another day would look. Calls within a session are treated as independent;
-slowness that comes in bursts makes the intervals too narrow. A synthetic run measures the emulator's
-configured latencies, not a provider."""),
-]
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:,.1f} s"
 
 
-def notebook(run_id: str) -> Any:
-    """The analysis notebook for ``run_id`` (an ``nbformat`` notebook, not executed)."""
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    for kind, tag, source in _CELLS:
-        text = source.format(run_id=run_id) if tag == "parameters" else source
-        cell = nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
-        if tag:
-            cell.metadata["tags"] = [tag]
-        nb.cells.append(cell)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
+def _plain(value: Any) -> Any:
+    """A value JSON can hold: NaN and infinities as None (an unbounded bound is null), numpy as Python."""
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value

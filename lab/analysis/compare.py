@@ -30,6 +30,10 @@ from scipy import stats as scipy_stats
 from lab.analysis import stats
 
 METRICS = ("ttft_ms", "tpot_ms", "latency_ms")
+BY = ("target", "task", "window", "provider", "model", "kind")
+"""The columns two runs can be compared within."""
+LABELS = {"ttft_ms": "time to first token", "tpot_ms": "time per output token", "latency_ms": "end to end",
+          "max_gap_ms": "longest silence mid-stream", "response_ms": "response time from the planned send"}
 SHIFT = 0.10
 """The shift each test's power is reported for, and the equivalence margin (B within 10% of A)."""
 ALPHA = 0.05
@@ -121,15 +125,111 @@ def compare_frames(a: pd.DataFrame, b: pd.DataFrame, *, by: Sequence[str] = (), 
     out = []
     for group in groups:
         where = dict(zip(by, group))
-        pick = lambda f: f[np.logical_and.reduce([f[c].astype(str).eq(v) for c, v in where.items()])] if where else f
-        ga, gb = pick(a), pick(b)
+        ga, gb = _pick(a, where), _pick(b, where)
         for metric in metrics:
             if metric in ga and metric in gb and ga[metric].notna().any() and gb[metric].notna().any():
                 out.append((where, compare(ga[metric], gb[metric], metric=metric, names=names, seed=seed, **options)))
     return out
 
 
+def _pick(frame: pd.DataFrame, where: dict[str, str]) -> pd.DataFrame:
+    return frame[np.logical_and.reduce([frame[c].astype(str).eq(v) for c, v in where.items()])] if where else frame
+
+
 def error_comparison(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
     """Each side's error rate with its Wilson interval (:func:`lab.analysis.stats.error_rates`)."""
     both = pd.concat([a.assign(side=names[0]), b.assign(side=names[1])], ignore_index=True)
     return stats.error_rates(both, ["side"])
+
+
+class Runs:
+    """Two runs compared (``lab compare``): per group (``by``) and metric a :class:`Comparison`, and each side's
+    error rate; the findings, a table, JSON and a figure from them, computed once."""
+
+    def __init__(self, run_a: str, run_b: str, *, by: Sequence[str] = (), metrics: Sequence[str] = METRICS) -> None:
+        from lab.analysis.calls import Calls
+
+        self.runs = (run_a, run_b)
+        self.names = (run_a, run_b) if run_a != run_b else ("A", "B")
+        self.by = list(by)
+        calls = [Calls(r) for r in self.runs]
+        self.labels = [c.label for c in calls]
+        frames = []
+        for c in calls:
+            wanted = [m for m in metrics if m in c.columns]
+            frames.append(c.frame([*self.by, "status", *wanted]))
+        self.frames = frames
+        self.results = compare_frames(*frames, by=self.by, metrics=metrics, names=self.names)
+        self.errors = error_comparison(*frames, self.names)
+
+    def findings(self) -> list[str]:
+        a, b = self.names
+        lines = [f"B = {b} ({self.labels[1]}) against A = {a} ({self.labels[0]})"
+                 + (f", by {', '.join(self.by)}" if self.by else "") + ":"]
+        for where, result in self.results:
+            lines.append(("  " + ", ".join(f"{k} {v}" for k, v in where.items()) + ": " if where else "  ")
+                         + result.verdict.replace(f"{result.metric}:", f"{LABELS.get(result.metric, result.metric)}:", 1))
+        lines.append("  errors: " + "; ".join(
+            f"{r.side} {stats.fmt_interval(r.error_rate * 100, r.low * 100, r.high * 100, '.1f')} % ({r.errors:,} of "
+            f"{r.n:,})" for r in self.errors.itertuples()))
+        return lines
+
+    def table(self) -> pd.DataFrame:
+        """One row per group and metric (A: the reference, B: the other run): each side's n and median, the ratio of medians with its 95% interval,
+        P(B slower), the two tests, their power for a 10% shift, and the verdict's word."""
+        a, b = self.names
+        rows = []
+        for where, result in self.results:
+            e = result.effects
+            medians = result.table[result.table["percentile"] == 50].set_index("side")["estimate"]
+            row = {**where, "metric": LABELS.get(result.metric, result.metric), "n A": e["n_a"], "n B": e["n_b"],
+                   "median A ms": f"{medians.get(a, np.nan):,.1f}", "median B ms": f"{medians.get(b, np.nan):,.1f}"}
+            if "median_ratio" in e:
+                row.update({
+                    "median B/A (95%)": f"{e['median_ratio'] - 1:+.1%} [{e['median_ratio_low'] - 1:+.1%}, "
+                                        f"{e['median_ratio_high'] - 1:+.1%}]",
+                    "P(B slower) (95%)": stats.fmt_interval(e["p_b_slower"], e["p_b_slower_low"], e["p_b_slower_high"],
+                                                            ".2f"),
+                    "body p": f"{e['body_p']:.2g}", "tail p": f"{e['tail_p']:.2g}",
+                    "power, 10% shift": f"{e['body_power']:.0%} body, {e['tail_power']:.0%} tail",
+                    "verdict": result.verdict.split(": ", 1)[1].split(" (")[0]})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def terminal(self) -> str:
+        return "\n".join([*self.findings(), "", self.table().to_string(index=False)])
+
+    def as_json(self) -> dict:
+        def plain(value):  # noqa: ANN001, ANN202
+            value = value.item() if isinstance(value, np.generic) else value
+            return None if isinstance(value, float) and not math.isfinite(value) else value
+
+        return {"runs": list(self.runs), "labels": self.labels, "by": self.by, "findings": self.findings(),
+                "comparisons": [{"where": w, "metric": r.metric, "verdict": r.verdict,
+                                 "effects": {k: plain(v) for k, v in r.effects.items()},
+                                 "percentiles": [{k: plain(v) for k, v in row.items()}
+                                                 for row in r.table.to_dict("records")]} for w, r in self.results],
+                "errors": [{k: plain(v) for k, v in row.items()} for row in self.errors.to_dict("records")]}
+
+    def figure(self):  # noqa: ANN201 (a matplotlib figure)
+        """Each metric's distribution on both sides (ECDF, log scale), pooled over groups."""
+        import matplotlib.pyplot as plt
+
+        from lab.analysis import plots
+
+        metrics = list(dict.fromkeys(r.metric for _, r in self.results))
+        fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+        for ax, metric in zip(axes[0], metrics, strict=True):
+            for name, frame in zip(self.names, self.frames, strict=True):
+                if metric in frame:
+                    plots.ecdf(ax, frame.loc[frame["status"].eq("ok"), metric], label=name)
+            ax.set_xscale("log")
+            plots.plain_log_ticks(ax.xaxis, minor=False)
+            ax.tick_params(axis="x", labelrotation=30)
+            ax.set_xlabel(f"{LABELS.get(metric, metric)}, ms (log)")
+            ax.set_ylabel("share of calls at or below")
+        axes[0][0].legend(fontsize=8)
+        fig.suptitle(f"{self.names[1]} ({self.labels[1]}) against {self.names[0]} ({self.labels[0]})", fontsize=10)
+        fig.tight_layout()
+        return fig
+

@@ -255,7 +255,7 @@ def _compare_intervals(x, y):
     return {name: (e[f"{name}_low"], e[f"{name}_high"]) for name in ("median_difference", "median_ratio", "p_b_slower")}
 
 
-def _wilson(n_rate: float):
+def _error_rate(n_rate: float):
     def draw(rng, n):
         return (rng.random(n) < n_rate,)
 
@@ -299,8 +299,8 @@ def _check(kind: str, reading: str, n: int, replications: int, seed: int, **opti
         draw = _pair(profiles)
         intervals = lambda x, y: {"median_ratio": tuple(stats.median_ratio(x, y)[["low", "high"]])}  # noqa: E731
         want = {"median_ratio": truth["ratio"]}
-    elif kind == "wilson":
-        draw, intervals = _wilson(options["rate"])
+    elif kind == "error rate":
+        draw, intervals = _error_rate(options["rate"])
         want = {"error rate": options["rate"]}
     elif kind == "hedging":
         draw, intervals = _hedging(profiles["haiku"], options["delay_from_data"])
@@ -319,7 +319,8 @@ CHECKS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
     ("Sonnet latency, pooled", "order statistics", 250, {"model": "sonnet", "percentiles": [50, 95, 99]}),
     ("Sonnet against Haiku (lab.analysis.compare)", "compare", 250, {}),
     ("distribution-free (lab.analysis.stats.median_ratio)", "median_ratio", 100, {}),
-    ("Wilson (lab.analysis.stats.error_rates), true rate 2%", "wilson", 200, {"rate": 0.02}),
+    ("error rate (Wilson, exact under 5 errors: lab.analysis.summary.rate_interval), true rate 2%", "error rate", 200,
+     {"rate": 0.02}),
     ("hedging at the primary's p95, delay re-estimated per resample", "hedging", 400, {"delay_from_data": True}),
     ("hedging at the primary's p95, delay held fixed", "hedging", 400, {"delay_from_data": False}),
 )
@@ -348,7 +349,7 @@ def rate_ratio_coverage(a: np.ndarray, b: np.ndarray, *, replications: int = 200
 
 NAMES = {"p50": "median", "median_difference": "difference of medians", "median_ratio": "ratio of medians",
          "p_b_slower": "P(slower)", "hedge p99 reduction": "p99 reduction"}
-PRINTED_IN = {"order statistics": "01, 03, 05", "compare": "01, 03", "median_ratio": "05", "wilson": "05",
+PRINTED_IN = {"order statistics": "01, 03, 05", "compare": "01, 03", "median_ratio": "05", "error rate": "05, 07",
               "hedging": "04", "rate ratio": "03"}
 
 

@@ -36,9 +36,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.proportion import proportion_confint
 
 from lab.analysis.stats import min_n_for_quantile, quantile_interval
+from lab.analysis.summary import rate_interval
 
 On = Literal["latency", "ttft"]
 
@@ -333,16 +333,16 @@ def fmt_latency(estimate: float, low: float, high: float) -> str:
 def arm_summary(arm: pd.DataFrame, *, quantiles: Sequence[float] = (0.5, 0.95, 0.99),
                 confidence: float = 0.95) -> dict[str, Any]:
     """One measured arm (outcomes of :func:`lab.collect.hedging.load`): ``n``; the shares ``failed`` and
-    ``extra`` (requests that sent a second one) with Wilson intervals
-    (``statsmodels.stats.proportion.proportion_confint``); ``cost_per_1000`` (USD, a missing cost counts
+    ``extra`` (requests that sent a second one) with intervals of :func:`lab.analysis.summary.rate_interval`
+    (Wilson; exact under five events); ``cost_per_1000`` (USD, a missing cost counts
     0); per quantile ``pNN``, ``pNN_low``, ``pNN_high`` of the answered latency, never-answered requests
     counted as infinitely slow, with a distribution-free interval (:func:`lab.analysis.stats.quantile_interval`,
     an order statistic; NaN bounds where n cannot give them)."""
     n = len(arm)
     row: dict[str, Any] = {"n": n}
     for name, hits in (("failed", int((~arm["ok"]).sum())), ("extra", int((arm["extra_requests"] > 0).sum()))):
-        low, high = proportion_confint(hits, n, alpha=1 - confidence, method="wilson")
-        row |= {name: hits / n, f"{name}_low": float(low), f"{name}_high": float(high)}
+        low, high, _ = rate_interval(hits, n, confidence)
+        row |= {name: hits / n, f"{name}_low": low, f"{name}_high": high}
     row["cost_per_1000"] = 1000 * float(arm["cost_usd"].fillna(0).mean())
     latency = answered_ms(arm)
     for q in quantiles:

@@ -66,16 +66,19 @@ def _bound(value: float, missing: float) -> float:
 
 
 def error_rates(df: pd.DataFrame, by: Sequence[str], *, confidence: float = 0.95) -> pd.DataFrame:
-    """Calls, errors and the error rate per group, with a Wilson interval
-    (``statsmodels.stats.proportion.proportion_confint``, ``method="wilson"``)."""
+    """Calls, errors and the error rate per group of an in-memory frame, with the interval of
+    :func:`lab.analysis.summary.rate_interval` (Wilson; exact Clopper-Pearson where errors or successes are
+    fewer than five) and its method's name."""
+    from lab.analysis.summary import rate_interval
+
     rows = []
     for key, group in df.groupby(list(by), sort=True, observed=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         n, errors = len(group), int(group["status"].ne("ok").sum())
-        low, high = proportion_confint(errors, n, alpha=1 - confidence, method="wilson")
+        low, high, method = rate_interval(errors, n, confidence)
         rows.append({**dict(zip(by, key)), "n": n, "errors": errors, "error_rate": errors / n if n else math.nan,
-                     "low": float(low), "high": float(high)})
-    return pd.DataFrame(rows, columns=[*by, "n", "errors", "error_rate", "low", "high"])
+                     "low": low, "high": high, "method": method})
+    return pd.DataFrame(rows, columns=[*by, "n", "errors", "error_rate", "low", "high", "method"])
 
 
 def fmt_interval(estimate: float, low: float, high: float, spec: str = ",.0f") -> str:

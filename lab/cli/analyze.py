@@ -1,90 +1,97 @@
-"""``lab analyze --run RUN`` (a report on any run) and ``lab compare --run A --run B`` (a verdict between two)."""
+"""``lab analyze --run RUN`` (a report on any run) and ``lab compare --run A --run B`` (a verdict between two).
+
+Both print what a reader needs first (the findings and a table), then write the HTML page; ``--json``
+prints everything computed instead, for machines.
+"""
 
 from __future__ import annotations
 
 import argparse
-import html
+import json
 from pathlib import Path
 
 from lab.cli.common import UsageError, add_run
 
 METRIC_NAMES = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "latency_ms", "gap": "max_gap_ms",
                 "response": "response_ms"}
+WINDOWS = ("hour", "weekday", "day", "window")
+
+
+def objective(value: str) -> tuple[str, float]:
+    """``ttft=500``: a latency objective, metric and milliseconds."""
+    name, _, ms = value.partition("=")
+    if name not in METRIC_NAMES:
+        raise argparse.ArgumentTypeError(f"{value!r}: name a metric ({', '.join(METRIC_NAMES)}), e.g. ttft=500")
+    try:
+        limit = float(ms)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give the objective in ms, e.g. {name}=500") from None
+    if not limit > 0 or limit == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: the objective must be a positive number of ms")
+    return METRIC_NAMES[name], limit
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from lab import report
+    from lab.analysis.analyze import Analysis, Options
+    from lab.report import pages
 
-    page = report.analysis_page(args.run, args.out)
-    print(f"wrote {page}")
+    options = Options(by=args.by, tz=args.tz, baseline=args.baseline, all_pairs=args.all_pairs,
+                      objectives=dict(args.slo or []))
+    result = Analysis(args.run, options)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=1, default=str))
+    else:
+        print(result.terminal(), flush=True)
+    if args.no_page:
+        return 0
+    page = pages.write(pages.analysis(result), args.out or Path("reports") / f"{args.run}.html")
+    if not args.json:
+        print(f"\nwrote {page}")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from lab.analysis import analyze, compare, stats
+    from lab.analysis import compare
+    from lab.report import pages
 
     if len(args.run) != 2:
         raise UsageError(f"lab compare takes two runs, the reference first: --run A --run B (not {len(args.run)})")
-    args.run_a, args.run_b = args.run
     by = [c for c in (args.by or "").split(",") if c]
-    unknown = set(by) - {"target", "task", "window", "provider", "model", "kind"}
+    unknown = set(by) - set(compare.BY)
     if unknown:
-        raise UsageError(f"--by takes target, task, window, provider, model or kind, not {', '.join(sorted(unknown))}")
+        raise UsageError(f"--by takes {', '.join(compare.BY)}, not {', '.join(sorted(unknown))}")
     metrics = [METRIC_NAMES[m] for m in args.metric] if args.metric else list(compare.METRICS)
-    a, b = analyze.load(args.run_a), analyze.load(args.run_b)
-    names = (args.run_a, args.run_b) if args.run_a != args.run_b else ("A", "B")
-    results = compare.compare_frames(a, b, by=by, metrics=metrics, names=names)
-    if not results:
+    result = compare.Runs(*args.run, by=by, metrics=metrics)
+    if not result.results:
         raise UsageError(f"the runs share no {', '.join(by) or 'metric'} with values to compare (try without --by)")
-    errors = compare.error_comparison(a, b, names)
-    lines = [f"{args.run_b} against {args.run_a}" + (f", by {', '.join(by)}" if by else "")]
-    for where, result in results:
-        lines.append(("  " + ", ".join(f"{k} {v}" for k, v in where.items()) + ": " if where else "  ") + result.verdict)
-    lines.append("  errors: " + "; ".join(f"{r.side} {stats.fmt_interval(r.error_rate * 100, r.low * 100, r.high * 100, '.1f')} %"
-                                         f" ({r.errors} of {r.n})" for r in errors.itertuples()))
-    print("\n".join(lines))
-    for where, result in results:
-        print(f"\n{result.metric}" + (f" ({', '.join(f'{k} {v}' for k, v in where.items())})" if where else ""))
-        print(_quantiles(result.table).to_string(index=False))
+    print(json.dumps(result.as_json(), indent=1, default=str) if args.json else result.terminal(), flush=True)
     if args.out:
-        _write_html(Path(args.out), lines, results, errors)
-        print(f"\nwrote {args.out}")
+        pages.write(pages.comparison(result), args.out)
+        if not args.json:
+            print(f"\nwrote {args.out}")
     return 0
-
-
-def _quantiles(table):  # noqa: ANN001, ANN202 (frames)
-    from lab.analysis import stats
-
-    table = table.assign(value=[stats.fmt_interval(r.estimate, r.low, r.high, ",.1f") for r in table.itertuples()])
-    wide = table.pivot_table(index=["side", "n"], columns="percentile", values="value", aggfunc="first", sort=False)
-    wide.columns = [f"p{c}" for c in wide.columns]
-    return wide.reset_index()
-
-
-def _write_html(path: Path, lines: list[str], results: list, errors) -> None:  # noqa: ANN001
-    body = [f"<h1>{html.escape(lines[0])}</h1>", "<h2>Findings</h2><ul>"]
-    body += [f"<li>{html.escape(line.strip())}</li>" for line in lines[1:]]
-    body.append("</ul><h2>Percentiles with 95% distribution-free intervals (unbounded: not estimable at this n)</h2>")
-    for where, result in results:
-        title = result.metric + (f" ({', '.join(f'{k} {v}' for k, v in where.items())})" if where else "")
-        body.append(f"<h3>{html.escape(title)}</h3>{_quantiles(result.table).to_html(index=False)}")
-        body.append(result.effects.to_frame("value").to_html())
-    body.append(f"<h2>Errors (95% Wilson intervals)</h2>{errors.to_html(index=False)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
-                    f"{html.escape(lines[0])}</title><style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}"
-                    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style></head>"
-                    f"<body>{''.join(body)}</body></html>\n", encoding="utf-8")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     analyze = commands.add_parser(
-        "analyze", help="a report on any run: per target and task, with intervals",
-        description="A report on any run, collected, imported or proxied: per target and task, the latency "
-                    "percentiles with distribution-free intervals, error rates, and every pair of targets compared; "
-                    "written as a shareable HTML page.")
+        "analyze", help="a report on any run: targets ranked, with intervals, in the terminal and as a page",
+        description="A report on any run, collected, imported or proxied: per target (and task), the latency "
+                    "percentiles with distribution-free intervals, error rates, throughput, and the targets ranked "
+                    "in groups that cannot be told apart; printed, then written as a shareable HTML page.")
     add_run(analyze, "the run to analyse")
     analyze.add_argument("--out", metavar="FILE.html", help="the HTML page to write (default: reports/RUN.html)")
+    analyze.add_argument("--no-page", action="store_true", help="print only; write no HTML page")
+    analyze.add_argument("--json", action="store_true", help="print everything computed as JSON, for machines")
+    analyze.add_argument("--by", choices=WINDOWS,
+                         help="also look at time: windows by hour of day, weekday, day, or the run's own windows; "
+                              "tests whether they differ, latency over time and change points")
+    analyze.add_argument("--tz", default="UTC", metavar="ZONE",
+                         help="the time zone of --by's hours, weekdays and days, e.g. Europe/Paris (default: UTC)")
+    analyze.add_argument("--baseline", metavar="TARGET", help="compare every target with this one (Holm-adjusted)")
+    analyze.add_argument("--all-pairs", action="store_true",
+                         help="also compare every pair of targets with a verdict each (slow with many targets)")
+    analyze.add_argument("--slo", action="append", type=objective, metavar="METRIC=MS",
+                         help="a latency objective for goodput, e.g. ttft=500 or e2e=4000; repeat for several")
     analyze.set_defaults(handler=_analyze)
 
     comp = commands.add_parser(
@@ -97,5 +104,6 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="compare within groups, e.g. target,task (columns both runs have; default: the whole runs)")
     comp.add_argument("--metric", action="append", choices=sorted(METRIC_NAMES),
                       help="ttft, tpot, e2e, gap or response; repeat for several (default: ttft, tpot, e2e)")
+    comp.add_argument("--json", action="store_true", help="print everything computed as JSON, for machines")
     comp.add_argument("--out", metavar="FILE.html", help="also write the comparison as a self-contained HTML page")
     comp.set_defaults(handler=_compare)

@@ -49,48 +49,20 @@ def _damage(found: list[Any]) -> Iterator[None]:
 
 
 def tally(run: Any) -> Tally:
-    """Read every append-only file of ``run``: ``calls.jsonl`` as call records by key, any other file
-    (the hedging experiment's ``outcomes.jsonl``) as one outcome per line, its call records checked."""
-    from lab import store
-
+    """Read every append-only file of ``run`` (lines per file, damage), and count its calls as the store
+    reads them (:meth:`lab.store.Run.frame`: any shape, an import's Parquet file included)."""
     found = Tally()
     with _damage(found.damaged):
         for name in run.line_files():
-            entries = list(run.read_lines(name))
-            found.lines[name] = len(entries)
-            if name == run.calls_path.name:
-                index = store.index_of(entries)
-                found.keys += len(index)
-                outcomes = [(r.ok, r.synthetic) for r in index.values()]
-            else:
-                outcomes = [_outcome(where, entry) for where, entry in entries]
-            for ok, synthetic in filter(None, outcomes):
-                found.records += 1
-                found.errors += not ok
-                found.synthetic += synthetic
-        if run.columnar_path.exists():  # an imported run: its records are in Parquet
-            frame = run.frame(["status", "synthetic"])
-            found.records += len(frame)
-            found.errors += int(frame["status"].ne("ok").sum())
-            found.synthetic += int(frame["synthetic"].fillna(False).astype(bool).sum())
+            found.lines[name] = sum(1 for _ in run.read_lines(name))
+        found.keys = len(run.index)  # second copies of a record are reported here
+        calls = run.frame(["status", "synthetic"])
+    seen = set()  # a damaged line is reported by each read of its file: once is enough
+    found.damaged = [d for d in found.damaged if (str(d), type(d)) not in seen and not seen.add((str(d), type(d)))]
+    found.records = len(calls)
+    found.errors = int(calls["status"].ne("ok").sum())
+    found.synthetic = int(calls["synthetic"].fillna(False).astype(bool).sum())
     return found
-
-
-def _outcome(where: Any, entry: dict[str, Any]) -> tuple[bool, bool] | None:
-    """(ok, synthetic) of a line holding an outcome with its ``attempts`` (or one ``record``); None for a
-    line that holds no call record, or one whose records are damaged (reported)."""
-    from lab.store import record_of
-
-    attempts = entry.get("attempts", [entry["record"]] if "record" in entry else None)
-    if attempts is None:
-        return None  # a line of another kind: counted as a line only
-    if not isinstance(attempts, list):
-        attempts = [attempts]  # reported as damaged below
-    records = [record_of(where, a, f"attempt {i}") for i, a in enumerate(attempts)]
-    if None in records:
-        return None
-    ok = entry["ok"] if isinstance(entry.get("ok"), bool) else all(r.ok for r in records)
-    return ok, any(r.synthetic for r in records)  # as lab.collect.hedging.load counts an outcome
 
 
 def _n(count: int, one: str, many: str) -> str:

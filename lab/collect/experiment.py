@@ -96,23 +96,12 @@ def kinds() -> dict[str, Any]:
     return {cls.kind: cls for cls in (workload.Workload, review.CodeReview, hedging.Hedging)}
 
 
-def kind_of(manifest: Mapping[str, Any]) -> str | None:
-    """The kind of a collected run, from its manifest: its ``kind``, or for runs collected before manifests
-    said it, what its design shows."""
-    if manifest.get("kind"):
-        return str(manifest["kind"])
-    design = manifest.get("design")
-    if isinstance(design, Mapping) and "targets" in design:
-        return "workload"
-    return {"provider_switch_code_review": "review", "hedging": "hedging"}.get(str(manifest.get("experiment")))
-
-
 def load(run: Run | str) -> pd.DataFrame:
     """Every call of a collected run of any kind, replayed, as a frame of call records."""
     run = run if isinstance(run, Run) else Run(run)
-    kind = kind_of(run.manifest)
-    found = kinds().get(kind or "")
+    kind = run.about.kind
+    found = kinds().get(kind)
     if found is None:
-        raise BadInput(f"run {run.id} was not collected by an experiment (its kind: {kind or 'unknown'}): "
+        raise BadInput(f"run {run.id} was not collected by an experiment (its kind: {kind}): "
                          "read it with lab.store.Run(...).frame()")
     return found.load(run)

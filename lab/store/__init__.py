@@ -38,6 +38,8 @@ from lab.core.records import CallRecord, records_frame, typed_frame
 from lab.core.redact import redact, scrub
 from lab.store import lines
 from lab.store.lines import SKIPPED, DamagedLine, Where
+from lab.store.manifest import Manifest
+from lab.store.manifest import problem as manifest_problem
 
 
 def runs_dir() -> Path:
@@ -143,11 +145,16 @@ class Run:
         except ValueError as exc:  # not UTF-8
             problem = f"is not JSON text ({exc})"
         else:
-            problem = _manifest_problem(manifest)
+            problem = manifest_problem(manifest)
         if problem:
             raise DamagedRun(f"{self.manifest_path} {problem}: restore it from version control, or move the run "
                              f"folder {self.dir} away and collect the run again")
         return manifest
+
+    @property
+    def about(self) -> Manifest:
+        """The manifest, typed (:class:`lab.store.manifest.Manifest`): what the run is, of which kind."""
+        return Manifest.of(self.manifest)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -327,53 +334,56 @@ class Run:
         self.index[key.digest] = record
 
     def records(self) -> list[CallRecord]:
-        """Every readable record, in the order collected."""
-        return list(self.index.values())
+        """Every call record of the run's JSON-lines files, whatever wrote them: ``calls.jsonl`` (by key, in the
+        order collected) and the attempts of each outcome of ``outcomes.jsonl`` (the hedging experiment).
+        Damaged lines are reported and skipped. An import's rows (``calls.parquet``, where a row may lack
+        fields a record needs, such as its provider) are in :meth:`frame`."""
+        found = list(self.index.values())
+        if OUTCOMES in self.line_files():
+            found += [r for where, entry in self.read_lines(OUTCOMES) for r in _attempts(where, entry)]
+        return found
 
     @property
     def columnar_path(self) -> Path:
         """Where an imported run keeps its records: a Parquet file (see :func:`lab.imports.import_run`)."""
         return self.dir / "calls.parquet"
 
+    def frame_of_columns(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The records of the run's Parquet file (only ``columns``, read column by column: an import of
+        millions of calls loads only what is asked for)."""
+        import pyarrow.parquet as pq
+
+        if columns is not None:
+            return typed_frame(pq.read_table(self.columnar_path, columns=list(columns)).to_pandas())[list(columns)]
+        from lab.store.columnar import to_frame
+
+        return to_frame(pq.read_table(self.columnar_path))
+
     def frame(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """Every record as a frame (:func:`lab.core.records.records_frame` columns, or only ``columns``), from
-        the run's call records or, for an imported run, its Parquet file (read column by column: an
-        import of millions of calls loads only what is asked for)."""
+        """Every call of the run, whatever wrote it, as a frame (:func:`lab.core.records.records_frame` columns,
+        or only ``columns``): the records of :meth:`records` and the rows of an import's Parquet file (read
+        column by column)."""
+        records = self.records()
+        if not records and self.columnar_path.exists():
+            return self.frame_of_columns(columns)
+        frame = records_frame(records)
         if self.columnar_path.exists():
-            import pyarrow.parquet as pq
-
-            if columns is not None:
-                return typed_frame(pq.read_table(self.columnar_path, columns=list(columns)).to_pandas())[list(columns)]
-            from lab.store.columnar import to_frame
-
-            return to_frame(pq.read_table(self.columnar_path))
-        frame = records_frame(self.records())
+            frame = pd.concat([frame, self.frame_of_columns()], ignore_index=True)
         return frame if columns is None else frame[list(columns)]
 
 
-def _manifest_problem(manifest: Any) -> str | None:
-    """What makes a parsed manifest unusable, or None."""
-    if not isinstance(manifest, dict):
-        return f"holds {lines.kind(manifest)}, not an object"
-    lacking = [f for f in ("run_id", "experiment", "started_at") if f not in manifest]
-    if ("design" in manifest) != ("sessions" in manifest):
-        lacking.append("sessions" if "design" in manifest else "design")
-    if lacking:
-        return f"is incomplete: it lacks {', '.join(lacking)}"
-    if "design" in manifest and not isinstance(manifest["design"], dict):
-        return f"is damaged: its design is {lines.kind(manifest['design'])}, not an object"
-    sessions = manifest.get("sessions", [])
-    if not isinstance(sessions, list) or not all(isinstance(e, dict) for e in sessions):
-        return "is damaged: its sessions are not a list of objects"
-    targets = manifest.get("design", {}).get("targets")
-    if isinstance(targets, list):  # an experiment's run: each session says where it sent each target's calls
-        names = {t.get("name") for t in targets if isinstance(t, dict)}
-        for i, entry in enumerate(sessions, 1):
-            where = entry.get("endpoints")
-            if not isinstance(where, dict) or not names <= where.keys() or not all(
-                    isinstance(where[n], str) for n in names):
-                return f"is damaged: session {i} ({entry.get('window')!r}) does not say each target's endpoint"
-    return None
+OUTCOMES = "outcomes.jsonl"
+"""The hedging experiment's file: one outcome per line, with the call records of its ``attempts``."""
+
+
+def _attempts(where: Where, entry: dict[str, Any]) -> list[CallRecord]:
+    """The call records of an outcome's attempts; none, reported, when one is damaged."""
+    attempts = entry.get("attempts")
+    if not isinstance(attempts, list):
+        lines.report(where, f"unreadable: its attempts are {lines.kind(attempts)}, not an array; {SKIPPED}")
+        return []
+    records = [record_of(where, a, f"attempt {i}") for i, a in enumerate(attempts)]
+    return [] if None in records else records  # type: ignore[return-value]
 
 
 def _holder(raw: bytes) -> dict[str, Any] | None:

@@ -40,13 +40,10 @@ import os
 import re
 import subprocess
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from lab.core.errors import BadInput, LabError
 from lab.core.paths import TEMPLATES_DIR
@@ -92,16 +89,19 @@ class Source:
         """The source a recorded run (a :class:`lab.store.Run`) is, from its call records. The label
         is judged on the calls that were answered: a failed call (cancelled, refused) may carry no
         answer to judge, so failures count only in a run where no call succeeded."""
-        records = list(_call_records(run))
-        if not records:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damage is the loading code's to report, not the label's
+            calls = run.frame(["provider", "started_at", "status", "synthetic"])
+        if calls.empty:
             raise BadInput(f"run {run.id!r} holds no call records yet: collect it before declaring it as data")
-        judged = [r for r in records if r.get("status") == "ok"] or records
-        synthetic = sum(bool(r.get("synthetic")) for r in judged)
-        real = len(judged) - synthetic
-        providers = sorted({str(r.get("provider")) for r in judged if not r.get("synthetic")})
-        days = sorted(filter(None, map(_utc_day, (r["started_at"] for r in records))))
-        first, last = (days[0], days[-1]) if days else (None, None)
-        real_part = f"REAL ({', '.join(providers)})"
+        ok = calls["status"].eq("ok")
+        judged = calls[ok] if ok.any() else calls
+        flags = judged["synthetic"].fillna(False).astype(bool)
+        synthetic, real = int(flags.sum()), int((~flags).sum())
+        providers = sorted({str(p) for p in judged.loc[~flags, "provider"] if isinstance(p, str)})
+        days = calls["started_at"].dropna().dt.tz_convert("UTC").dt.date
+        first, last = (days.min().isoformat(), days.max().isoformat()) if len(days) else (None, None)
+        real_part = f"REAL ({', '.join(providers) or 'provider not recorded'})"
         if synthetic and real:
             label, kind = "MIXED", f"MIXED: {synthetic:,} SYNTHETIC (emulator) and {real:,} {real_part} calls"
         elif synthetic:
@@ -164,43 +164,6 @@ def banner_html(items: Iterable[Source]) -> str:
     return ('<div class="lab-sources" style="border-left:4px solid #64748b;background:#f8fafc;'
             'padding:.35em .8em;margin:.3em 0"><strong>Data</strong>'
             f'<ul style="margin:.2em 0;padding-left:1.2em">{lines}</ul></div>')
-
-
-def _call_records(run: Any) -> Iterator[Mapping[str, Any]]:
-    """Every call record a run holds, in any of its line files (calls, outcomes with their attempts), or
-    in the Parquet file of an imported run (only the columns a label needs)."""
-    if run.columnar_path.exists():
-        frame = run.frame(["provider", "started_at", "status", "synthetic"])
-        frame["started_at"] = frame["started_at"].map(lambda t: None if t is pd.NaT else t.isoformat())
-        yield from frame.to_dict("records")
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # damage is the loading code's to report, not the label's
-        for name in run.line_files():
-            for _, entry in run.read_lines(name):
-                yield from _records_in(entry)
-
-
-def _utc_day(started_at: Any) -> str | None:
-    try:
-        return datetime.fromisoformat(started_at).astimezone(UTC).date().isoformat()
-    except (TypeError, ValueError):
-        return None  # a damaged time: the loading code reports it
-
-
-_RECORD_KEYS = frozenset({"provider", "started_at", "latency_ms"})  # what makes a dict a call record
-
-
-def _records_in(value: Any) -> Iterator[Mapping[str, Any]]:
-    if isinstance(value, dict):
-        if _RECORD_KEYS <= value.keys():
-            yield value
-        else:
-            for item in value.values():
-                yield from _records_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _records_in(item)
 
 
 _SOURCE_FIELDS = frozenset(f.name for f in fields(Source))
@@ -393,24 +356,3 @@ def build(notebooks_dir: str | Path = "notebooks", out_dir: str | Path = "report
     index.write_text(index_html(entries), encoding="utf-8")
     print(f"wrote {len(pages)} reports and {index}")
     return [*pages, index], failures
-
-
-def analysis_page(run_id: str, out: Path | str | None = None) -> Path:
-    """Execute the analysis of ``run_id`` (:mod:`lab.analysis.analyze`) and write it as a shareable HTML page
-    (default ``reports/RUN.html``); returns the page."""
-    import tempfile
-
-    import nbformat
-
-    from lab.analysis.analyze import NOTEBOOK, Analysis, notebook
-    from lab.store import runs_dir
-
-    Analysis(run_id)  # a missing, damaged or incomplete run fails here, with its message in one line
-    target = Path(out) if out else Path("reports") / f"{run_id}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LAB_RUNS_DIR": str(runs_dir().resolve())}  # the kernel runs elsewhere: where the runs are
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"{NOTEBOOK}.ipynb"
-        nbformat.write(notebook(run_id), path)
-        executed = execute(path, env=env)
-    return render(executed, target.stem, target.parent)

@@ -1,0 +1,117 @@
+"""A run's calls where DuckDB can query them, whatever wrote the run, with every call labelled.
+
+:class:`Calls` opens a run through the store (:meth:`lab.store.Run.frame`; for a run an experiment
+collected, the calls its plan holds, :func:`lab.collect.experiment.load`) and exposes it as the view
+``calls`` on a DuckDB connection: an import's Parquet file is queried in place (a summary never loads
+every row), any other run's records are registered as a frame. In the view every call has a
+``target`` (its own, else provider/model, model, provider, endpoint or the run's id: what the
+data do say) and a ``task`` ("all" where none was recorded), and an open-loop call its times
+from the planned send (``response_ms``, ``ttft_from_planned_ms``).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lab.analysis import summary
+from lab.core.records import FIELDS
+from lab.store import MissingRecord, Run
+
+SCALARS = tuple(f for f in FIELDS if f not in ("chunk_offsets_ms", "attempt_errors", "text"))
+"""The record's columns a summary can use (chunk lists, errors per attempt and texts stay out)."""
+
+
+class Calls:
+    """One run's calls on a DuckDB connection (see the module's notes)."""
+
+    def __init__(self, run: Run | str, con: Any = None) -> None:
+        self.run = run if isinstance(run, Run) else Run(run)
+        self.about = self.run.about
+        self.con = con or summary.connect()
+        self.notes: list[str] = []
+        self._open()
+
+    def _open(self) -> None:
+        run = self.run
+        if run.columnar_path.exists() and not run.records():
+            path = str(run.columnar_path).replace("'", "''")
+            self.con.execute(f"CREATE OR REPLACE VIEW base AS SELECT * FROM read_parquet('{path}')")
+        else:
+            self.con.register("base", self._frame()[list(SCALARS)])
+        name = _sql_quote(run.id)
+        self.con.execute(f"""CREATE OR REPLACE VIEW calls AS SELECT * REPLACE (
+            coalesce(nullif(target, ''), provider || '/' || model, model, provider, endpoint, {name}) AS target,
+            coalesce(nullif(task, ''), 'all') AS task),
+            send_lag_ms + latency_ms AS response_ms, send_lag_ms + ttft_ms AS ttft_from_planned_ms
+            FROM base""")
+        if not self.count():
+            raise MissingRecord(f"run {run.id!r} holds no call records to analyse"
+                                + (" (the simulations' cache)" if self.about.kind == "simulations" else ""))
+
+    def _frame(self) -> pd.DataFrame:
+        """The run's records: for a collected run, the calls its plan holds; every record otherwise (and for a
+        collection not finished yet, said in :attr:`notes`)."""
+        if self.about.collected:
+            from lab.collect import experiment
+
+            try:
+                return experiment.load(self.run)
+            except MissingRecord as exc:
+                self.notes.append(f"the collection is not complete ({exc}); what it holds is analysed")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damage is reported by `lab runs check`, not by each analysis
+            return self.run.frame()
+
+    @functools.cached_property
+    def label(self) -> str:
+        """SYNTHETIC, REAL or MIXED: whether the emulator answered, judged on the successful calls (on all calls
+        where none succeeded: a failure may carry no answer to judge)."""
+        ok, ok_synthetic, synthetic, n = self.con.execute(
+            "SELECT count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status = 'ok' AND synthetic), "
+            "count(*) FILTER (WHERE synthetic), count(*) FROM calls").fetchone()
+        flagged, judged = (ok_synthetic, ok) if ok else (synthetic, n)
+        return "SYNTHETIC" if flagged == judged else "REAL" if flagged == 0 else "MIXED"
+
+    def sql(self, query: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """The result of a query on the view ``calls`` as a frame."""
+        return self.con.execute(query, list(params)).df()
+
+    def count(self) -> int:
+        return int(self.con.execute("SELECT count(*) FROM calls").fetchone()[0])
+
+    @functools.cached_property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.con.execute("SELECT * FROM calls LIMIT 0").df().columns)
+
+    def recorded(self, columns: Sequence[str]) -> dict[str, int]:
+        """How many calls have a value in each of ``columns`` (NaN counts as none)."""
+        parts = ", ".join(f"count({summary.value_sql(c)})" for c in columns)
+        return dict(zip(columns, map(int, self.con.execute(f"SELECT {parts} FROM calls").fetchone()), strict=True))
+
+    def values(self, metric: str, by: Sequence[str] = ("target",)) -> dict[tuple, np.ndarray]:
+        """The successful calls' values of ``metric`` per group (missing values left out), a group at a time."""
+        keys = [summary.sql_name(b) for b in by]
+        groups = self.con.execute(f"SELECT DISTINCT {', '.join(keys)} FROM calls ORDER BY ALL").fetchall()
+        value = summary.value_sql(metric)
+        found = {}
+        for group in groups:
+            match = " AND ".join(f"{k} IS NOT DISTINCT FROM ?" for k in keys)
+            result = self.con.execute(f"SELECT {value} AS v FROM calls WHERE status = 'ok' AND {match} "
+                                      f"AND {value} IS NOT NULL", list(group)).fetchnumpy()
+            found[tuple(group)] = np.asarray(result["v"], float)
+        return found
+
+    def frame(self, columns: Sequence[str], where: str = "") -> pd.DataFrame:
+        """Only ``columns`` of the calls (``where``: an SQL condition), as a frame."""
+        names = ", ".join(summary.sql_name(c) for c in columns)
+        return self.sql(f"SELECT {names} FROM calls" + (f" WHERE {where}" if where else ""))
+
+
+def _sql_quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
