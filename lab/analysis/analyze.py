@@ -46,6 +46,10 @@ BEHIND_MS = 10.0
 """An open-loop client sent late by more than this (its 99th percentile send lag) fell behind its schedule."""
 
 
+STREAMED = ("ttft_ms", "ttft_from_planned_ms", "tpot_ms", "max_gap_ms")
+"""The metrics only a streamed call records."""
+
+
 @dataclass
 class Options:
     """How to analyse: time windows (``by``, ``tz``), a ``baseline`` target, every pair, objectives."""
@@ -57,6 +61,9 @@ class Options:
     objectives: dict[str, float] = field(default_factory=dict)
     alpha: float = 0.05
     seed: int = 0
+    n_resamples: int = 1999
+    """Permutations of the window tests' Anderson-Darling p-value (one seeded generator per stratum; 1,999 puts
+    a p-value near 0.05 within about ±0.01)."""
 
 
 class Analysis:
@@ -85,12 +92,13 @@ class Analysis:
 
     @functools.cached_property
     def strata(self) -> list[str]:
-        """The columns besides the target that split the calls: task when there are several, and for an
-        open-loop run the window (each a rate of its own) when there are several."""
-        found = self.calls.sql("SELECT count(DISTINCT task) AS tasks, count(DISTINCT \"window\") AS windows "
-                               "FROM calls").iloc[0]
-        return (["task"] if found["tasks"] > 1 else []) + (["window"] if self.open_loop and found["windows"] > 1
-                                                           else [])
+        """The columns besides the target that split the calls: task and kind (streamed or not: different
+        measurements) when there are several, and for an open-loop run the window (each a rate of its own)."""
+        kind = "count(DISTINCT kind)" if "kind" in self.calls.columns else "1"
+        found = self.calls.sql(f"SELECT count(DISTINCT task) AS tasks, {kind} AS kinds, "
+                               "count(DISTINCT \"window\") AS windows FROM calls").iloc[0]
+        return ([c for c in ("task", "kind") if found[c + "s"] > 1]
+                + (["window"] if self.open_loop and found["windows"] > 1 else []))
 
     @property
     def groups(self) -> list[str]:
@@ -288,14 +296,27 @@ class Analysis:
         if by is None:
             return {}
         con, metric = self.calls.con, self.main
-        frame = self.calls.frame(["target", "status", "started_at", "window", metric])
+        strata = [s for s in self.strata if s != "window"]
+        frame = self.calls.frame(["target", *strata, "status", "started_at", "window", metric])
+        tests = [timeline.window_tests(part, by, tz=self.options.tz, metric=metric, seed=self.options.seed,
+                                       n_resamples=self.options.n_resamples, alpha=self.options.alpha)
+                 .assign(**dict(zip(strata, key if isinstance(key, tuple) else (key,))))
+                 for key, part in (frame.groupby(strata, sort=True) if strata else [((), frame)])]
         return {
             "windows": timeline.per_window("calls", by, tz=self.options.tz, metrics=(metric,), con=con),
-            "tests": timeline.window_tests(frame, by, tz=self.options.tz, metric=metric, seed=self.options.seed,
-                                           alpha=self.options.alpha),
+            "tests": pd.concat(tests, ignore_index=True),
             "over_time": timeline.over_time("calls", metric, con=con),
-            "changes": timeline.change_points(frame, metric, alpha=self.options.alpha),
+            "changes": timeline.change_points(frame.assign(series=self._series(frame, strata)), metric,
+                                              group="series", alpha=self.options.alpha),
         }
+
+    @staticmethod
+    def _series(frame: pd.DataFrame, strata: list[str]) -> pd.Series:
+        """Each call's series for the change points: its target, with its stratum when there are strata."""
+        series = frame["target"].astype(str)
+        for name in strata:
+            series = series + f", {name} " + frame[name].astype(str)
+        return series
 
     # -- words ----------------------------------------------------------------------------
 
@@ -351,19 +372,19 @@ class Analysis:
                         f"({self._median(metric, fastest['target'], where)} ms)")
                 text += (f", not told apart from {', '.join(tied)}" if tied else "")
                 text += (f"; {len(table)} targets in {len(groups)} group{'s' if len(groups) != 1 else ''} that can be "
-                         f"told apart ({len(result.pairs)} pairs, Brunner-Munzel, Holm).")
+                         f"told apart ({len(result.pairs)} pair{'s' if len(result.pairs) != 1 else ''}, Brunner-Munzel, Holm).")
                 lines.append(text)
                 differences = result.differences()
                 if len(differences):
                     top = differences.iloc[0]
-                    lines.append(f"  Largest difference{within}: {top['b']} is {top['ratio'] - 1:+.0%} against "
+                    lines.append(f"  Largest difference{within}: {top['b']} is {top['median_ratio'] - 1:+.0%} against "
                                  f"{top['a']} in median {self.metrics[metric]} (adjusted p = {top['p_holm']:.2g}).")
         for metric, found in self.baseline.items():
             for where, table in found:
                 differ = table[table["different"]]
                 within = f" ({', '.join(f'{k} {v}' for k, v in where.items())})" if where else ""
                 lines.append(f"Against {self.options.baseline}{within}, median {self.metrics[metric]}: "
-                             + ("; ".join(f"{r.target} {r.ratio - 1:+.0%} [{r.low - 1:+.0%}, {r.high - 1:+.0%}]"
+                             + ("; ".join(f"{r.target} {r.median_ratio - 1:+.0%} [{r.ratio_low - 1:+.0%}, {r.ratio_high - 1:+.0%}]"
                                           for r in differ.itertuples()) if len(differ) else "no target differs")
                              + f" ({len(table)} compared, Holm).")
         return lines
@@ -379,14 +400,17 @@ class Analysis:
         table = self._percentiles[self._percentiles["percentile"] == PERCENTILES[0]]
         lines = [] if "ttft_ms" in self.metrics else [
             f"Time to first token not recorded (0 of {self.n:,} calls{self._why_missing('ttft_ms')})."]
-        for metric, rows in table[~table["recorded"]].groupby("metric", sort=False):
+        missing = table[~table["recorded"]]
+        if "kind" in missing:  # a call not streamed cannot time its tokens: no news
+            missing = missing[missing["kind"].eq("stream") | ~missing["metric"].isin(STREAMED)]
+        for metric, rows in missing.groupby("metric", sort=False):
             names = ", ".join(sorted({str(t) for t in rows["target"]}))
             lines.append(f"{self.metrics[metric].capitalize()} not recorded for {names} "
                          f"(0 of {int(rows['calls'].sum()):,} calls{self._why_missing(metric)}).")
         return lines
 
     def _why_missing(self, metric: str) -> str:
-        if metric in ("ttft_ms", "ttft_from_planned_ms", "tpot_ms", "max_gap_ms"):
+        if metric in STREAMED:
             streamed = self.calls.sql("SELECT count(*) FILTER (WHERE kind = 'stream') AS s FROM calls")["s"].iloc[0]
             return ": not streamed" if streamed == 0 else ": not streamed, or not in the source"
         return ""
@@ -424,18 +448,22 @@ class Analysis:
 
     def _time_findings(self) -> list[str]:
         lines = []
-        tests = self.time["tests"]
-        if len(tests):
-            smallest = tests.sort_values("p_holm").iloc[0]
-            differ = tests[tests["reject"]]
-            lines.append(f"Windows by {self.options.by} ({self.options.tz}): "
-                         + (f"{', '.join(sorted(map(str, differ['target'].unique())))} differ across windows "
-                            if len(differ) else "no target differs across windows ")
-                         + f"(Kruskal-Wallis and Anderson-Darling, Holm; smallest adjusted p = "
+        tests, strata = self.time["tests"], [s for s in self.strata if s != "window"]
+        for key, part in (tests.groupby(strata, sort=True) if strata else [((), tests)]):
+            if not len(part):
+                continue
+            key = key if isinstance(key, tuple) else (key,)
+            within = "".join(f", {name} {value}" for name, value in zip(strata, key))
+            smallest = part.sort_values("p_holm").iloc[0]
+            differ = sorted(map(str, part.loc[part["reject"], "target"].unique()))
+            lines.append(f"Windows by {self.options.by} ({self.options.tz}{within}): "
+                         + (f"{', '.join(differ)} differ{'s' if len(differ) == 1 else ''} across windows"
+                            if differ else "no target's windows can be told apart (not a proof that they are alike)")
+                         + f" (Kruskal-Wallis and Anderson-Darling, Holm over {len(part)} tests; smallest adjusted p = "
                            f"{smallest['p_holm']:.2g}).")
         for row in self.time["changes"].itertuples():
             if getattr(row, "changed", False):
-                lines.append(f"{row.target} changed level at {row.at:%Y-%m-%d %H:%M}: median after/before "
+                lines.append(f"{row.series} changed level at {row.at:%Y-%m-%d %H:%M}: median after/before "
                              f"{row.ratio:.2f} [{row.low:.2f}, {row.high:.2f}] (adjusted p = {row.p_holm:.2g}).")
         return lines
 
@@ -459,6 +487,19 @@ class Analysis:
         if letters is not None:
             out = out.merge(letters, on=self.groups, how="left")
         return out
+
+    def windows_table(self) -> pd.DataFrame:
+        """With ``by``: per target and window, the calls, the main metric's median and 95th percentile with their
+        intervals (as text) and the error rate with its interval."""
+        w = self.time["windows"]
+        spec = ",.0f"
+        text = lambda e, lo, hi: stats.fmt_interval(e, lo, hi, spec) if pd.notna(e) else "not recorded"  # noqa: E731
+        return pd.DataFrame({
+            "target": w["target"], self.options.by: w[self.options.by], "calls": w["calls"],
+            f"{SHORT[self.main]} p50": [text(*r) for r in zip(w["p50"], w["p50_low"], w["p50_high"], strict=True)],
+            f"{SHORT[self.main]} p95": [text(*r) for r in zip(w["p95"], w["p95_low"], w["p95_high"], strict=True)],
+            "error rate %": [stats.fmt_interval(r * 100, lo * 100, hi * 100, ".1f")
+                             for r, lo, hi in zip(w["error_rate"], w["error_low"], w["error_high"], strict=True)]})
 
     def _letters(self) -> pd.DataFrame | None:
         """The main metric's group letters per target (and stratum), or None without a ranking."""
@@ -510,8 +551,8 @@ class Analysis:
         rows = []
         for metric in list(self.metrics)[:4]:
             value = summary.value_sql(metric)
-            found = self.calls.con.execute(
-                f"SELECT target, quantile_cont({value}, {list(shares)}::DOUBLE[]) FROM calls WHERE status = 'ok' "
+            found = self.calls.con.sql(
+                f"SELECT target, quantile_cont({value}, {[float(s) for s in shares]}::DOUBLE[]) FROM calls WHERE status = 'ok' "
                 f"GROUP BY target ORDER BY target").fetchall()
             for target, qs in found:
                 if qs and qs[0] is not None:

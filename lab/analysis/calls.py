@@ -41,11 +41,11 @@ class Calls:
         run = self.run
         if run.columnar_path.exists() and not run.records():
             path = str(run.columnar_path).replace("'", "''")
-            self.con.execute(f"CREATE OR REPLACE VIEW base AS SELECT * FROM read_parquet('{path}')")
+            self.con.sql(f"CREATE OR REPLACE VIEW base AS SELECT * FROM read_parquet('{path}')")
         else:
             self.con.register("base", self._frame()[list(SCALARS)])
         name = _sql_quote(run.id)
-        self.con.execute(f"""CREATE OR REPLACE VIEW calls AS SELECT * REPLACE (
+        self.con.sql(f"""CREATE OR REPLACE VIEW calls AS SELECT * REPLACE (
             coalesce(nullif(target, ''), provider || '/' || model, model, provider, endpoint, {name}) AS target,
             coalesce(nullif(task, ''), 'all') AS task),
             send_lag_ms + latency_ms AS response_ms, send_lag_ms + ttft_ms AS ttft_from_planned_ms
@@ -72,38 +72,38 @@ class Calls:
     def label(self) -> str:
         """SYNTHETIC, REAL or MIXED: whether the emulator answered, judged on the successful calls (on all calls
         where none succeeded: a failure may carry no answer to judge)."""
-        ok, ok_synthetic, synthetic, n = self.con.execute(
+        ok, ok_synthetic, synthetic, n = self.con.sql(
             "SELECT count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status = 'ok' AND synthetic), "
-            "count(*) FILTER (WHERE synthetic), count(*) FROM calls").fetchone()
+            "count(*) FILTER (WHERE synthetic), count(*) FROM calls").fetchall()[0]
         flagged, judged = (ok_synthetic, ok) if ok else (synthetic, n)
         return "SYNTHETIC" if flagged == judged else "REAL" if flagged == 0 else "MIXED"
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """The result of a query on the view ``calls`` as a frame."""
-        return self.con.execute(query, list(params)).df()
+        return summary.fetch_frame(self.con.sql(query, params=list(params) or None))
 
     def count(self) -> int:
-        return int(self.con.execute("SELECT count(*) FROM calls").fetchone()[0])
+        return int(self.con.sql("SELECT count(*) FROM calls").fetchall()[0][0])
 
     @functools.cached_property
     def columns(self) -> tuple[str, ...]:
-        return tuple(self.con.execute("SELECT * FROM calls LIMIT 0").df().columns)
+        return tuple(self.con.sql("SELECT * FROM calls LIMIT 0").columns)
 
     def recorded(self, columns: Sequence[str]) -> dict[str, int]:
         """How many calls have a value in each of ``columns`` (NaN counts as none)."""
         parts = ", ".join(f"count({summary.value_sql(c)})" for c in columns)
-        return dict(zip(columns, map(int, self.con.execute(f"SELECT {parts} FROM calls").fetchone()), strict=True))
+        return dict(zip(columns, map(int, self.con.sql(f"SELECT {parts} FROM calls").fetchall()[0]), strict=True))
 
     def values(self, metric: str, by: Sequence[str] = ("target",)) -> dict[tuple, np.ndarray]:
         """The successful calls' values of ``metric`` per group (missing values left out), a group at a time."""
         keys = [summary.sql_name(b) for b in by]
-        groups = self.con.execute(f"SELECT DISTINCT {', '.join(keys)} FROM calls ORDER BY ALL").fetchall()
+        groups = self.con.sql(f"SELECT DISTINCT {', '.join(keys)} FROM calls ORDER BY ALL").fetchall()
         value = summary.value_sql(metric)
         found = {}
         for group in groups:
             match = " AND ".join(f"{k} IS NOT DISTINCT FROM ?" for k in keys)
-            result = self.con.execute(f"SELECT {value} AS v FROM calls WHERE status = 'ok' AND {match} "
-                                      f"AND {value} IS NOT NULL", list(group)).fetchnumpy()
+            result = self.con.sql(f"SELECT {value} AS v FROM calls WHERE status = 'ok' AND {match} "
+                                      f"AND {value} IS NOT NULL", params=list(group)).fetchnumpy()
             found[tuple(group)] = np.asarray(result["v"], float)
         return found
 

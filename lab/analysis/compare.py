@@ -7,7 +7,8 @@ bound them), the difference and the ratio of medians with percentile-bootstrap i
 Mann-Whitney U statistic, with a bootstrap interval), a test for the body (Brunner-Munzel,
 ``scipy.stats.brunnermunzel``: no equal-spread assumption; Mann-Whitney U where it is undefined) and one for the tail (Fisher's exact
 test, ``scipy.stats.fisher_exact``, on how many calls of each side exceed the pooled 95th
-percentile), each with the power it had to see B 10% slower (simulated from A's own calls), and
+percentile), each with the power it had to see B 10% slower (computed from A's own calls,
+:func:`lab.analysis.power.power`), and
 equivalence by interval inclusion (the two one-sided tests at 5% are equivalent to a 90% interval
 of the ratio of medians lying within the margin, ±10%). Its one-line verdict never says "no
 difference" without that equivalence.
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from lab.analysis import stats
+from lab.analysis import power, stats
 
 METRICS = ("ttft_ms", "tpot_ms", "latency_ms")
 BY = ("target", "task", "window", "provider", "model", "kind")
@@ -50,12 +51,6 @@ class Comparison:
     verdict: str
 
 
-def _draw_power(a: np.ndarray, n_b: int, test, *, n_sim: int, seed: int) -> float:
-    """Share of ``n_sim`` simulated comparisons that ``test`` rejects when B is A's calls 10% slower."""
-    slower = lambda rng: (rng.choice(a, len(a)), rng.choice(a, n_b) * (1 + SHIFT))  # noqa: E731
-    return float(stats.calibrate(test, None, slower, n_sim=n_sim, alpha=ALPHA, seed=seed)["rate"].item())
-
-
 def _body_test(x: np.ndarray, y: np.ndarray) -> float:
     """Brunner-Munzel; where it is undefined (samples that do not overlap, or without spread), Mann-Whitney U."""
     p = float(stats.brunnermunzel_pvalues(y, x))
@@ -70,7 +65,7 @@ def _tail_test(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def compare(a: Sequence[float], b: Sequence[float], *, metric: str = "latency_ms", names: tuple[str, str] = ("A", "B"),
-            confidence: float = 0.95, n_resamples: int = 2000, n_power: int = 300, seed: int = 0) -> Comparison:
+            confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> Comparison:
     """Compare the values of one metric of two independent samples (NaN dropped; see the module docstring)."""
     x = np.asarray(a, float)
     y = np.asarray(b, float)
@@ -91,8 +86,8 @@ def compare(a: Sequence[float], b: Sequence[float], *, metric: str = "latency_ms
         effects[name], effects[f"{name}_low"], effects[f"{name}_high"] = float(statistic(x, y)), ci.low, ci.high
     effects["body_p"] = _body_test(x, y)
     effects["tail_p"] = _tail_test(x, y)
-    effects["body_power"] = _draw_power(x, len(y), _body_test, n_sim=n_power, seed=seed)
-    effects["tail_power"] = _draw_power(x, len(y), _tail_test, n_sim=n_power, seed=seed + 1)
+    found = power.power(x, len(y), shift=SHIFT, alpha=ALPHA)
+    effects["body_power"], effects["tail_power"] = found["body"], found["tail"]
     tost = scipy_stats.bootstrap((x, y), ratio, method="percentile", confidence_level=1 - 2 * ALPHA,
                                  n_resamples=n_resamples, vectorized=True, rng=rng).confidence_interval
     effects["equivalence_low"], effects["equivalence_high"] = tost.low, tost.high

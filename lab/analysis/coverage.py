@@ -251,7 +251,7 @@ def _pair(profiles: Mapping[str, LatencyProfile]):
 
 
 def _compare_intervals(x, y):
-    e = compare_module.compare(x, y, n_power=1).effects
+    e = compare_module.compare(x, y).effects
     return {name: (e[f"{name}_low"], e[f"{name}_high"]) for name in ("median_difference", "median_ratio", "p_b_slower")}
 
 

@@ -286,3 +286,19 @@ def claims(s: SignificanceStudy) -> pd.DataFrame:
          "; ".join(f"{i}: {r[f'share_{a_name}']:.0%} / {r[f'share_{b_name}']:.0%}" for i, r in s.critical.iterrows()),
          "carried" if crit_ok else "not for every review"),
     ], columns=["report's claim", "test here", "result", "verdict on this run"])
+
+
+def same_window_tests(result: Any, *, n_resamples: int = 1999) -> dict[str, Any]:
+    """Do ``lab analyze``'s window tests (an :class:`lab.analysis.analyze.Analysis` of the experiment-1 run, by
+    window) give this notebook's p-values? Its tests are on the successful non-streamed calls by model
+    (:func:`study`); ``result``'s on the same calls, per target within kind ``complete``. Gives the number of
+    p-values, how many are equal, and the largest absolute difference."""
+    calls, _ = load(result.run_id)
+    latency = calls[(calls["kind"] == "complete") & (calls["status"] == "ok")]
+    ours = ls.time_of_day_tests(latency, by="model", n_resamples=n_resamples, seed=result.options.seed)
+    theirs = result.time["tests"]
+    theirs = theirs[theirs["kind"] == "complete"] if "kind" in theirs else theirs
+    a, b = ours["p_value"].to_numpy(float), theirs["p_value"].to_numpy(float)
+    if len(a) != len(b) or list(ours["test"]) != list(theirs["test"]):
+        return {"tests": len(a), "equal": 0, "largest_difference": float("inf")}
+    return {"tests": len(a), "equal": int((a == b).sum()), "largest_difference": float(np.abs(a - b).max())}

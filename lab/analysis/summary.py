@@ -10,8 +10,10 @@ and ``quantile_disc`` at the fractions that select exactly those ranks (``quanti
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,12 +39,24 @@ def ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int | None, int |
 
 
 def connect() -> Any:
-    """A DuckDB connection for summaries: two threads at most (the machine is shared), its own memory limit."""
+    """A DuckDB connection for summaries: two threads at most (the machine is shared), no progress bar (it would
+    print into a terminal's findings; inside Jupyter, DuckDB refuses the setting and shows none anyway)."""
     import duckdb
 
     con = duckdb.connect()
-    con.execute("SET threads TO 2")
+    con.sql("SET threads TO 2")
+    with contextlib.suppress(duckdb.Error):
+        con.sql("SET enable_progress_bar = false")
     return con
+
+
+def fetch_frame(relation: Any) -> pd.DataFrame:
+    """A DuckDB relation's rows as a pandas frame (DuckDB's own conversion; its use of a keyword pandas 3.1
+    deprecates is silenced here, not in the caller's output)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The inplace keyword", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="The inplace keyword", category=DeprecationWarning)
+        return relation.df()
 
 
 def sql_name(name: str) -> str:
@@ -76,9 +90,9 @@ def percentiles(source: Source, by: Sequence[str], metrics: Sequence[str],
     keys = [sql_name(b) for b in by]
     where = "WHERE status = 'ok'" if ok_only else ""
     group = f"GROUP BY {', '.join(keys)}" if keys else ""
-    counts = con.execute(f"SELECT {', '.join([*keys, 'count(*) AS calls']) if keys else 'count(*) AS calls'}, "
+    counts = fetch_frame(con.sql(f"SELECT {', '.join([*keys, 'count(*) AS calls']) if keys else 'count(*) AS calls'}, "
                          + ", ".join(f"count({value_sql(m)}) AS {sql_name('n_' + m)}" for m in metrics)
-                         + f" FROM {table} {where} {group}").df()
+                         + f" FROM {table} {where} {group}"))
     rows = []
     for metric in metrics:
         needed = {}
@@ -128,7 +142,7 @@ def _quantiles(con: Any, table: str, keys: list[str], metric: str, pcts: list[fl
             if fractions and not by_rank else "NULL")
     selected = [*keys, f"{estimate} AS est", f"{disc} AS disc"]
     found = {}
-    for *key, est, disc in con.execute(f"SELECT {', '.join(selected)} FROM {table} {where} {group}").fetchall():
+    for *key, est, disc in con.sql(f"SELECT {', '.join(selected)} FROM {table} {where} {group}").fetchall():
         found[tuple(key)] = ({p: math.nan if v is None else float(v) for p, v in zip(pcts, est or [])},
                              {f: float(v) for f, v in zip(fractions, disc or []) if v is not None})
     if by_rank:
@@ -152,7 +166,7 @@ def _order_statistics(con: Any, table: str, keys: list[str], value: str, where: 
         partition = f"PARTITION BY {', '.join(keys)}" if keys else ""
         on = " AND ".join([*(f"s.{k} IS NOT DISTINCT FROM w.k{j}" for j, k in enumerate(keys)), "s._r = w.r"])
         filtered = f"{where} AND {value} IS NOT NULL" if where else f"WHERE {value} IS NOT NULL"
-        rows = con.execute(
+        rows = con.sql(
             f"SELECT {', '.join(f's.{k}' for k in keys) + ', ' if keys else ''}w.r, w.n, s._v FROM "
             f"(SELECT {', '.join(keys) + ', ' if keys else ''}{value} AS _v, "
             f"row_number() OVER ({partition} ORDER BY {value}) - 1 AS _r FROM {table} {filtered}) s "
@@ -170,7 +184,7 @@ def error_rates(source: Source, by: Sequence[str], *, confidence: float = 0.95, 
     keys = [sql_name(b) for b in by]
     group = f"GROUP BY {', '.join(keys)}" if keys else ""
     select = [*keys, "count(*) AS n", "count(*) FILTER (WHERE status <> 'ok' OR status IS NULL) AS errors"]
-    frame = con.execute(f"SELECT {', '.join(select)} FROM {table} {group}").df()
+    frame = fetch_frame(con.sql(f"SELECT {', '.join(select)} FROM {table} {group}"))
     frame = frame.rename(columns={k.strip('"'): k.strip('"') for k in keys})
     bounds = [rate_interval(int(e), int(n), confidence) for e, n in zip(frame["errors"], frame["n"], strict=True)]
     frame["error_rate"] = frame["errors"] / frame["n"]
@@ -205,7 +219,7 @@ def throughput(source: Source, by: Sequence[str], *, objectives: dict[str, float
               "epoch(max(started_at)) - epoch(min(started_at)) AS span_s",
               f"sum({value_sql('output_tokens')}) FILTER (WHERE status = 'ok') AS output_tokens",
               f"count(*) FILTER (WHERE {met}) AS good"]
-    frame = con.execute(f"SELECT {', '.join(select)} FROM {table} {group}").df()
+    frame = fetch_frame(con.sql(f"SELECT {', '.join(select)} FROM {table} {group}"))
     span = frame["span_s"].where(frame["span_s"] > 0)
     frame["requests_per_s"] = (frame["n"] - 1) / span
     frame["output_tokens_per_s"] = frame["output_tokens"] / span

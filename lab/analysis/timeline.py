@@ -166,7 +166,7 @@ def _calls(con: Any, source: Any, **columns: str) -> Iterator[str]:
     else:
         base = str(source)
     try:
-        described = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {base}").fetchall()}
+        described = {r[0]: r[1] for r in con.sql(f"DESCRIBE SELECT * FROM {base}").fetchall()}
         kind = described.get("started_at", "missing")
         if "_ts" in described:
             ts = ""  # a view of this module's already
@@ -177,37 +177,35 @@ def _calls(con: Any, source: Any, **columns: str) -> Iterator[str]:
         else:
             raise BadInput(f"started_at is {kind}, not a timestamp: the calls need their start times")
         extra = "".join(f", {expression} AS {_q(n)}" for n, expression in columns.items())
-        con.execute(f"CREATE TEMP VIEW {name} AS SELECT *{extra} FROM "
+        con.sql(f"CREATE TEMP VIEW {name} AS SELECT *{extra} FROM "
                     f"(SELECT *{ts} FROM {base} WHERE started_at IS NOT NULL)")
         yield name
     finally:
-        con.execute(f"DROP VIEW IF EXISTS {name}")
+        con.sql(f"DROP VIEW IF EXISTS {name}")
         if registered and isinstance(source, pd.DataFrame):
             con.unregister(registered)
         elif registered:
-            con.execute(f"DROP VIEW IF EXISTS {registered}")
+            con.sql(f"DROP VIEW IF EXISTS {registered}")
 
 
 def _labelled(con: Any, source: Any, by: str, tz: str) -> contextlib.AbstractContextManager[str]:
     if by == "window":
         with _calls(con, source) as probe:
-            columns = {r[0] for r in con.execute(f"DESCRIBE {probe}").fetchall()}
-            if "window" not in columns or not con.execute(f'SELECT count("window") FROM {probe}').fetchone()[0]:
+            columns = {r[0] for r in con.sql(f"DESCRIBE {probe}").fetchall()}
+            if "window" not in columns or not con.sql(f'SELECT count("window") FROM {probe}').fetchall()[0][0]:
                 raise BadInput(_NO_WINDOW)
     return _calls(con, source, **{LABEL: window_sql(by, tz, column="_ts")})
 
 
 def _first_calls(con: Any, view: str) -> dict[str, int]:
     """The first call's time (epoch microseconds) per label of ``view``: the order of recorded windows."""
-    return dict(con.execute(f"SELECT {LABEL}, min(epoch_us(_ts)) FROM {view} WHERE {LABEL} IS NOT NULL "
+    return dict(con.sql(f"SELECT {LABEL}, min(epoch_us(_ts)) FROM {view} WHERE {LABEL} IS NOT NULL "
                             "GROUP BY 1").fetchall())
 
 
 def _connect() -> Any:
-    """:func:`lab.analysis.summary.connect`, without DuckDB's progress bar (it would print into a notebook)."""
-    con = summary.connect()
-    con.execute("SET enable_progress_bar = false")
-    return con
+    """:func:`lab.analysis.summary.connect`."""
+    return summary.connect()
 
 
 # --- summaries per window ------------------------------------------------------------------------------------------
@@ -267,7 +265,7 @@ def _groups(source: Any, by: str, tz: str, metric: str, group: str, con: Any) ->
             first = _first_calls(con, view)
             order = _natural(by, list(first), first)
         value = summary.value_sql(metric)
-        for (key,) in con.execute(f"SELECT DISTINCT {_q(group)} FROM {view} WHERE {_q(group)} IS NOT NULL "
+        for (key,) in con.sql(f"SELECT DISTINCT {_q(group)} FROM {view} WHERE {_q(group)} IS NOT NULL "
                                   "ORDER BY 1").fetchall():
             table = con.sql(f"SELECT {LABEL}, {value} AS v FROM {view} WHERE status = 'ok' AND {_q(group)} = $1 "
                             f"AND {value} IS NOT NULL AND {LABEL} IS NOT NULL ORDER BY epoch_us(_ts), v",
@@ -353,7 +351,7 @@ def over_time(source: Any, metric: str = "latency_ms", *, group: str = "target",
     at most 200 (:func:`bin_width`). The width is ``attrs["width"]`` (and ``attrs["width_name"]``)."""
     con = con or _connect()
     with _calls(con, source) as probe:
-        low, high = con.execute(f"SELECT min(epoch_us(_ts)), max(epoch_us(_ts)) FROM {probe}").fetchone()
+        low, high = con.sql(f"SELECT min(epoch_us(_ts)), max(epoch_us(_ts)) FROM {probe}").fetchall()[0]
     if low is None:
         raise BadInput("the source holds no calls with a start time")
     if bins is None or isinstance(bins, int):

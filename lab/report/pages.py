@@ -108,7 +108,12 @@ ANALYSIS_METHOD = (
     "give reads \"unbounded\", a metric no call recorded reads \"not recorded\". Error rates carry Wilson "
     "intervals, or exact Clopper-Pearson ones where fewer than five calls are on one side. Targets are ranked by "
     "their median: every pair is tested with Brunner-Munzel (Mann-Whitney U where it is undefined), Holm-adjusted "
-    "over all pairs, and targets that share a letter cannot be told apart at the 5% level.")
+    "over all pairs, and targets that share a letter cannot be told apart at the 5% level. Streamed and "
+    "non-streamed calls, and tasks, are analysed apart: they are different measurements. Over time (--by): each "
+    "window's percentiles with the same intervals; per target, whether its windows share one distribution "
+    "(Kruskal-Wallis, and Anderson-Darling with a permutation p-value), Holm over each stratum's tests; and "
+    "whether its level moved once (Pettitt's statistic on the medians per time bin, permutation p-value, Holm over "
+    "the targets), sized as the ratio of the medians after and before with its interval.")
 
 ANALYSIS_LIMITS = (
     "The intervals are for the run as collected: they say how precisely this run is measured, not how another "
@@ -173,7 +178,7 @@ def _time_parts(result: Analysis, label: str) -> list[Part]:
     if len(found["over_time"]):
         parts.append(figure(timeline.figure(found["over_time"], label=result.label),
                             f"Median {result.metrics[result.main]} over time with its 95% interval: {label}"))
-    parts.append(table(found["windows"], f"Per window: {label}"))
+    parts.append(table(result.windows_table(), f"Per window, ms, 95% intervals: {label}"))
     if len(found["tests"]):
         parts.append(table(found["tests"], f"Do the windows share one distribution? {label}"))
     if len(found["changes"]):
