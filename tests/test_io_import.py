@@ -51,7 +51,12 @@ def test_import_run_writes_records_and_a_manifest(tmp_path):
     assert pa.types.is_list(table.schema.field("chunk_offsets_ms").type)
     assert set(table["run_id"].to_pylist()) == {"bench-a"} and set(table["experiment"].to_pylist()) == {"import"}
     assert table["sample"].to_pylist() == list(range(40))
-    assert set(table["endpoint"].to_pylist()) == {"aiperf:profile_export.jsonl"}
+    # The URL and the API the summary beside the file names; the target from them and the model.
+    assert set(table["endpoint"].to_pylist()) == {"http://127.0.0.1:18801"}
+    assert set(table["provider"].to_pylist()) == {"openai-compatible"}
+    assert set(table["target"].to_pylist()) == {"openai-compatible/emulator-model"}
+    assert manifest["source"]["percentile_method"] == "linear"
+    assert manifest["error_types"] == {"server_error": 5}
     assert not any(table["synthetic"].to_pylist())
     assert not list(run.dir.glob("*.partial"))
 
@@ -221,8 +226,9 @@ def test_every_fixture_is_detected_by_content(tmp_path):
 def test_lab_import_prints_one_line_and_stores_the_run(lab_cli, tmp_path, capsys):
     assert lab_cli(["import", str(AIPERF), "--run", "ai-1", "--runs-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == [f"imported 40 calls (5 errors) from aiperf file profile_export.jsonl into run ai-1 at "
-                   f"{tmp_path / 'ai-1'}"]
+    assert out == [f"imported 40 calls: 35 ok, 5 errors (server_error 5) from aiperf file profile_export.jsonl "
+                   f"into run ai-1 at {tmp_path / 'ai-1'}; no row has cost_usd, text, stop_reason, cache_read_tokens, "
+                   "cache_write_tokens, attempt_errors"]
     assert json.loads((tmp_path / "ai-1" / "manifest.json").read_text())["source"]["format"] == "aiperf"
 
 
@@ -231,7 +237,7 @@ def test_lab_import_with_a_mapping(lab_cli, tmp_path, capsys):
     table.write_text("e2e,code\n0.5,200\n0.7,500\n")
     assert lab_cli(["import", str(table), "--run", "csv-1", "--runs-dir", str(tmp_path),
                     "--map", "latency_ms=e2e:s", "--map", "http_status=code"]) == 0
-    assert "imported 2 calls (1 errors) from csv file t.csv" in capsys.readouterr().out
+    assert "imported 2 calls: 1 ok, 1 error (server_error 1) from csv file t.csv" in capsys.readouterr().out
     assert json.loads((tmp_path / "csv-1" / "manifest.json").read_text())["source"]["mapping"] == {
         "latency_ms": "e2e:s", "http_status": "code"}
 
@@ -261,7 +267,7 @@ def test_lab_import_reports_damaged_lines_as_warnings(lab_cli, tmp_path, capsys)
         assert lab_cli(["import", str(damaged), "--run", "o-1", "--runs-dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith(f"lab: warning: {damaged}:4: unreadable")
-    assert "(7 errors, 1 damaged lines skipped)" in captured.out
+    assert "imported 40 calls: 33 ok, 7 errors (server_error 7); 1 damaged lines skipped from otel" in captured.out
 
 
 class _no_exit:
@@ -322,3 +328,156 @@ def test_litellm_spend_logs_as_json_lines_with_metadata_objects(tmp_path):
     listed = lab.imports.read(FIXTURES / "litellm" / "spend_logs.json.gz")
     for column in ("status", "error_type", "http_status", "error_message", "output_tokens", "latency_ms"):
         assert frame[column].tolist() == listed[column].tolist(), column
+
+
+# --- tables of other vocabularies: --ok-when, --tz, thousands, units (issue 22) ----------------------
+
+MONITOR = ("checked,endpoint_status,response_time,model\n"
+           "2025-03-30 01:30:00,Online,\"1,234\",gpt-4o\n"
+           "2025-03-30 01:31:00,OFFLINE,250 ms,gpt-4o\n"
+           "2025-03-30 01:32:00,API FAILURE,,gpt-4o\n"
+           "2025-03-30T03:33:00+02:00,online,1.5 s,gpt-4o\n"
+           "2025-03-30 03:34:00,API FAILURE,\"12,000.5\",gpt-4o\n")
+MONITOR_MAP = {"latency_ms": "response_time", "started_at": "checked"}
+
+
+def test_ok_when_reads_a_status_vocabulary_of_its_own(tmp_path):
+    table = tmp_path / "monitor.csv"
+    table.write_text(MONITOR)
+    frame = lab.imports.read(table, mapping=MONITOR_MAP, ok_when="endpoint_status=Online")
+    assert frame["status"].tolist() == ["ok", "error", "error", "ok", "error"]
+    # a failure's type is the value the file wrote, not an invented class
+    assert frame["error_type"].fillna("").tolist() == ["", "OFFLINE", "API FAILURE", "", "API FAILURE"]
+    source = lab.imports.inspect(table, mapping=MONITOR_MAP, ok_when="endpoint_status=online,offline")
+    assert (source.rows, source.ok, source.errors) == (5, 3, 2) and source.error_kinds == (("API FAILURE", 2),)
+    # numbers grouping thousands, and durations that say their unit
+    assert frame["latency_ms"].tolist()[:2] == [1234.0, 250.0] and pd.isna(frame["latency_ms"][2])
+    assert frame["latency_ms"].tolist()[3:] == [1500.0, 12000.5]
+    # no provider: the target is what the file says, the tool (csv) and the model
+    assert set(frame["target"]) == {"csv/gpt-4o"} and set(frame["endpoint"]) == {"csv:monitor.csv"}
+
+
+def test_ok_when_on_http_codes_keeps_the_status_class(tmp_path):
+    table = tmp_path / "codes.csv"
+    table.write_text("ms,code\n120,200\n130,201\n90,503\n80,429\n")
+    frame = lab.imports.read(table, mapping={"latency_ms": "ms", "http_status": "code"}, ok_when="code=200,201")
+    assert frame["status"].tolist() == ["ok", "ok", "error", "error"]
+    assert frame["error_type"].tolist()[2:] == ["overloaded", "rate_limit"]  # http_status says more than "503"
+    assert set(frame["target"]) == {"csv:codes.csv"}  # nothing else names who served the calls
+
+
+def test_naive_times_are_read_in_the_zone_given(tmp_path):
+    table = tmp_path / "monitor.csv"
+    table.write_text(MONITOR)
+    utc = lab.imports.read(table, mapping=MONITOR_MAP, ok_when="endpoint_status=online")
+    assert utc["started_at"][0] == pd.Timestamp("2025-03-30 01:30:00", tz="UTC")
+    paris = lab.imports.read(table, mapping=MONITOR_MAP, ok_when="endpoint_status=online", tz="Europe/Paris")
+    assert paris["started_at"][0] == pd.Timestamp("2025-03-30 00:30:00", tz="UTC")  # CET, UTC+1
+    assert paris["started_at"][4] == pd.Timestamp("2025-03-30 01:34:00", tz="UTC")  # CEST after the change
+    assert paris["started_at"][3] == utc["started_at"][3] == pd.Timestamp("2025-03-30 01:33:00", tz="UTC")  # zoned
+    fixed = lab.imports.read(table, mapping=MONITOR_MAP, ok_when="endpoint_status=online", tz="-05:00")
+    assert fixed["started_at"][0] == pd.Timestamp("2025-03-30 06:30:00", tz="UTC")
+    skipped = tmp_path / "gap.csv"  # 02:30 does not exist in Paris that night: reported, left empty
+    skipped.write_text("t,latency_ms\n2025-03-30 02:30:00,5\n2025-03-30 04:00:00,6\n")
+    with pytest.warns(DamagedLine, match="skips or repeats"):
+        gap = lab.imports.read(skipped, mapping={"started_at": "t"}, tz="Europe/Paris")
+    assert pd.isna(gap["started_at"][0]) and gap["started_at"][1] == pd.Timestamp("2025-03-30 02:00", tz="UTC")
+
+
+def test_options_mistakes_say_what_to_do(tmp_path):
+    table = tmp_path / "monitor.csv"
+    table.write_text(MONITOR)
+    with pytest.raises(ValueError, match=r"holds 'API FAILURE', 'OFFLINE', 'Online'.* --ok-when endpoint_status=Online"):
+        lab.imports.read(table, mapping={**MONITOR_MAP, "status": "endpoint_status"})
+    with pytest.raises(ValueError, match="is not COLUMN=VALUE"):
+        lab.imports.read(table, mapping=MONITOR_MAP, ok_when="endpoint_status")
+    with pytest.raises(ValueError, match="has no column 'state'"):
+        lab.imports.read(table, mapping=MONITOR_MAP, ok_when="state=up")
+    with pytest.raises(ValueError, match="both say which rows are ok"):
+        lab.imports.read(table, mapping={**MONITOR_MAP, "status": "endpoint_status"}, ok_when="endpoint_status=up")
+    with pytest.raises(ValueError, match="'Mars/Olympus' is not a time zone"):
+        lab.imports.read(table, mapping=MONITOR_MAP, tz="Mars/Olympus")
+    with pytest.raises(ValueError, match="--ok-when applies to the csv format only"):
+        lab.imports.read(AIPERF, format="aiperf", ok_when="status=ok")
+
+
+def test_a_table_without_latency_is_refused_with_the_map_it_needs(lab_cli, tmp_path, capsys):
+    table = tmp_path / "monitor.csv"
+    table.write_text("model,status,Response Time (s)\ngpt-4o,ok,1.2\ngpt-4o,error,\n")
+    with pytest.raises(ValueError, match=r"no latency column .* --map 'latency_ms=Response Time \(s\):s'"):
+        lab.imports.read(table)
+    assert lab_cli(["import", str(table), "--run", "m-1", "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lab: ") and "--map 'latency_ms=Response Time (s):s'" in err[0]
+    assert not (tmp_path / "m-1").exists()
+    assert lab_cli(["import", str(table), "--run", "m-1", "--runs-dir", str(tmp_path),
+                    "--map", "latency_ms=Response Time (s):s"]) == 0
+    assert "imported 2 calls: 1 ok, 1 error (unclassified 1)" in capsys.readouterr().out
+
+
+def test_lab_import_with_ok_when_and_tz(lab_cli, tmp_path, capsys):
+    table = tmp_path / "monitor.csv"
+    table.write_text(MONITOR)
+    assert lab_cli(["import", str(table), "--run", "m-2", "--runs-dir", str(tmp_path), "--map",
+                    "latency_ms=response_time", "--map", "started_at=checked", "--ok-when", "endpoint_status=Online",
+                    "--tz", "Europe/Paris"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(
+        "imported 5 calls: 2 ok, 3 errors (API FAILURE 2, OFFLINE 1) from csv file monitor.csv into run m-2")
+    assert "no row has provider, kind, ttft_ms" in out[0] and "latency_ms" not in out[0].partition("no row has")[2]
+    source = json.loads((tmp_path / "m-2" / "manifest.json").read_text())["source"]
+    assert source["ok_when"] == "endpoint_status=Online" and source["timezone"] == "Europe/Paris"
+    assert lab_cli(["import", str(table), "--run", "m-3", "--runs-dir", str(tmp_path), "--map",
+                    "latency_ms=response_time", "--tz", "Nowhere/City"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--tz 'Nowhere/City' is not a time zone" in err[0]
+
+
+# --- what a reader must know: the tool's percentile method, TTFT not recorded -------------------------
+
+def test_the_import_says_when_percentiles_or_ttft_are_not_the_labs(lab_cli, tmp_path, capsys):
+    guidellm = FIXTURES / "guidellm" / "benchmarks.json.gz"
+    assert lab_cli(["import", str(guidellm), "--run", "g-1", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "guidellm's own percentiles are order statistics (numpy method='inverted_cdf')" in out[0]
+    manifest = json.loads((tmp_path / "g-1" / "manifest.json").read_text())
+    assert manifest["source"]["percentile_method"] == "inverted_cdf" and len(manifest["notes"]) == 1
+    litellm = FIXTURES / "litellm" / "standard_logging_payload.jsonl.gz"
+    assert lab_cli(["import", str(litellm), "--run", "l-1", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "TTFT not recorded for 25 of the streamed calls: LiteLLM's completionStartTime" in out
+    assert "percentile" not in out  # LiteLLM writes no percentiles of its own
+    assert lab.imports.import_run(AIPERF, "ai-0", root=tmp_path).notes == ()  # linear, and every stream timed
+    assert "notes" not in json.loads((tmp_path / "ai-0" / "manifest.json").read_text())
+
+
+# --- LLMPerf's own file names --------------------------------------------------------------------------
+
+def test_llmperf_tool_file_names_give_the_model_not_a_provider(tmp_path):
+    result = {"error_code": None, "error_msg": "", "ttft_s": 0.2, "end_to_end_latency_s": 1.1,
+              "inter_token_latency_s": 0.02, "number_input_tokens": 32, "number_output_tokens": 50,
+              "request_output_throughput_token_per_s": 45.0}
+    run = tmp_path / "result_outputs"
+    run.mkdir()
+    (run / "emu-model_32_50_individual_responses.json").write_text(json.dumps([result, result]))
+    frame = lab.imports.read(run / "emu-model_32_50_individual_responses.json")
+    assert frame["provider"].isna().all() and set(frame["model"]) == {"emu-model"}
+    assert set(frame["target"]) == {"llmperf/emu-model"}
+    # LLMPerf's summary beside it names the model as it was asked for (the file name replaces "/")
+    (run / "meta-llama-Llama-2-7b-chat-hf_550_150_individual_responses.json").write_text(json.dumps([result]))
+    (run / "meta-llama-Llama-2-7b-chat-hf_550_150_summary.json").write_text(json.dumps(
+        {"model": "meta-llama/Llama-2-7b-chat-hf", "results_ttft_s_mean": 0.2}))
+    named = lab.imports.read(run / "meta-llama-Llama-2-7b-chat-hf_550_150_individual_responses.json")
+    assert set(named["model"]) == {"meta-llama/Llama-2-7b-chat-hf"} and named["provider"].isna().all()
+    assert set(lab.imports.read(run, format="llmperf")["target"]) == {
+        "llmperf/emu-model", "llmperf/meta-llama/Llama-2-7b-chat-hf"}
+
+
+LEADERBOARD = Path("/work/shared/datasets/llmperf-leaderboard/individual")
+
+
+@pytest.mark.skipif(not LEADERBOARD.is_dir(), reason="the shared LLMPerf leaderboard data is absent")
+def test_llmperf_leaderboard_files_keep_provider_and_size():
+    frame = lab.imports.read(LEADERBOARD / "together_13b.json")
+    assert set(frame["provider"]) == {"together"} and set(frame["model"]) == {"13b"}
+    assert set(frame["target"]) == {"together/13b"} and len(frame) == 150

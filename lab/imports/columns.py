@@ -10,7 +10,9 @@ from __future__ import annotations
 import http
 import re
 from collections.abc import Iterable, Sequence
+from datetime import tzinfo
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -52,21 +54,61 @@ def epoch(values: pa.Array | pa.ChunkedArray, unit: str) -> pa.Array:
     return micros.cast(pa.int64()).cast(TIMESTAMP)
 
 
-def timestamps(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """ISO 8601 text (or timestamps) as UTC timestamps; text without a zone is taken as UTC, text
-    that is not a time becomes null (compare null counts to report it)."""
+_ZONED = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def timestamps(values: pa.Array | pa.ChunkedArray, zone: tzinfo | None = None) -> pa.Array:
+    """ISO 8601 text (or timestamps) as UTC timestamps; a time without a zone is taken in ``zone``
+    (default UTC); text that is not a time, or a local time that ``zone`` skips or repeats (a
+    daylight-saving change), becomes null (compare null counts to report it)."""
     if pa.types.is_timestamp(values.type):
-        return values.cast(TIMESTAMP) if values.type.tz else pc.assume_timezone(values, "UTC").cast(TIMESTAMP)
+        if values.type.tz:
+            return values.cast(TIMESTAMP)
+        if zone is None:
+            return pc.assume_timezone(values, "UTC").cast(TIMESTAMP)
+        local = pd.Series(values.to_pandas()).dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+        return pa.array(local.dt.tz_convert("UTC").dt.as_unit("us"), TIMESTAMP)
     try:
         return values.cast(TIMESTAMP)  # the fast path: every value has a zone
     except pa.ArrowInvalid:
-        parsed = pd.to_datetime(pd.Series(values.to_pandas()), utc=True, format="ISO8601", errors="coerce")
-        return pa.array(parsed.dt.as_unit("us"), TIMESTAMP)
+        text = pd.Series(values.to_pandas(), dtype=object)
+        parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        if zone is not None:
+            naive = ~text.fillna("").astype(str).str.strip().str.contains(_ZONED, regex=True) & text.notna()
+            if naive.any():
+                local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
+                local = local.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+                parsed = parsed.where(~naive, local)
+        return pa.array(pd.to_datetime(parsed, utc=True).dt.as_unit("us"), TIMESTAMP)
 
 
 def ms_between(start: pa.Array, end: pa.Array) -> pa.Array:
     """``end - start`` in milliseconds, for two timestamp columns."""
     return pc.divide(pc.subtract(end, start).cast(pa.int64()).cast(pa.float64()), 1000.0)
+
+
+# -- who served the calls -------------------------------------------------------------------
+
+_ANTHROPIC_APIS = frozenset({"messages", "anthropic", "anthropic_messages", "anthropic-messages"})
+_OPENAI_APIS = frozenset({"chat", "completions", "openai", "openai-chat", "openai_chat", "openai-completions",
+                          "openai_http", "chat_completions", "text_completions", "openai-chat-completions",
+                          "openai_chat_completions", "responses"})
+
+
+def api_provider(api: str | None, url: str | None = None) -> str | None:
+    """The lab's provider name (:data:`lab.core.config.PROVIDERS`) for the API a tool says it spoke:
+    ``anthropic`` for Anthropic Messages (an endpoint type ``messages``, or a ``/v1/messages`` URL),
+    ``openai`` for OpenAI's own host, ``openai-compatible`` for the OpenAI API served elsewhere;
+    ``None`` when the tool does not say."""
+    kind = (api or "").strip().lower()
+    parts = urlsplit(url if url and "//" in url else f"//{url}") if url else None
+    path = parts.path if parts else ""
+    if kind in _ANTHROPIC_APIS or path.rstrip("/").endswith("/v1/messages"):
+        return "anthropic"
+    if kind in _OPENAI_APIS or path.rstrip("/").endswith(("/chat/completions", "/v1/completions")):
+        host = (parts.hostname or "") if parts else ""
+        return "openai" if host == "api.openai.com" else "openai-compatible"
+    return None
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -147,6 +147,58 @@ def _read(data: bytes, options: pa_json.ParseOptions) -> pa.Table:
     return pa_json.read_json(io.BytesIO(data), read_options=read, parse_options=options)
 
 
+def json_objects(path: Path, block_chars: int = 1 << 20) -> Iterator[tuple[int, Any]]:
+    """(line, value) of each JSON value in a file of values written one after another, pretty-printed
+    or not (not necessarily one a line). A damaged value is reported with its line and skipped: reading
+    resumes at the next line that opens an object at its start (``{`` in the first column)."""
+    decoder = json.JSONDecoder()
+    with open_binary(path) as handle, io.TextIOWrapper(handle, encoding="utf-8", errors="replace") as text:
+        buffer, line, ended = "", 1, False
+        while True:
+            position = len(buffer) - len(buffer.lstrip())
+            line += buffer.count("\n", 0, position)
+            buffer = buffer[position:]
+            if not buffer and ended:
+                return
+            try:
+                value, stop = decoder.raw_decode(buffer) if buffer else (None, 0)
+            except json.JSONDecodeError as exc:
+                resume = buffer.find("\n{", 1)
+                if (resume < 0 or exc.pos > resume) and not ended:  # cut at the block's end: read on
+                    more, ended = _more(path, text, block_chars, line + buffer.count("\n"))
+                    buffer += more
+                    continue
+                damaged(path, line + buffer.count("\n", 0, exc.pos), f"not JSON ({exc.msg}); skipped to the next "
+                        "object")
+                if resume < 0:
+                    return
+                line += buffer.count("\n", 0, resume + 1)
+                buffer = buffer[resume + 1:]
+                continue
+            if not buffer:
+                more, ended = _more(path, text, block_chars, line)
+                buffer += more
+                continue
+            if stop == len(buffer) and not ended:  # a number or a value that may go on
+                more, ended = _more(path, text, block_chars, line + buffer.count("\n"))
+                if more:
+                    buffer += more
+                    continue
+            yield line, value
+            line += buffer.count("\n", 0, stop)
+            buffer = buffer[stop:]
+
+
+def _more(path: Path, text: IO[str], size: int, line: int) -> tuple[str, bool]:
+    """Up to ``size`` more characters, and whether the file ended (a damaged compressed end is reported)."""
+    try:
+        piece = text.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        damaged(path, line, f"the file ends in damaged data ({exc})")
+        return "", True
+    return piece, not piece
+
+
 def text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each non-blank line, decompressed when gzip; a damaged compressed end
     is reported and ends the file."""

@@ -6,13 +6,20 @@ Each request has ``timestamp`` (send time, ns), ``request_inputs.payload`` (the 
 for an OpenAI endpoint Server-Sent Events text). As genai-perf does, only pieces carrying generated
 content count (the role-only first event, usage-only events and ``[DONE]`` do not):
 
-- ``chunk_offsets_ms`` those pieces' arrival after the send, ``ttft_ms`` the first, ``latency_ms``
-  the last, ``max_gap_ms`` the longest gap; ``text`` the content; ``model`` the payload's.
-- ``output_tokens``/``input_tokens`` only where the stream reports ``usage`` (genai-perf counts
-  tokens with a tokenizer the file does not name), and then ``tpot_ms`` follows.
+- ``kind`` from the payload's ``stream``: a streamed request has ``chunk_offsets_ms`` those pieces'
+  arrival after the send, ``ttft_ms`` the first, ``latency_ms`` the last, ``max_gap_ms`` the
+  longest gap; a request without streaming (``complete``) has ``latency_ms`` only, its whole
+  body's arrival (no TTFT, chunks or TPOT). ``text`` the content; ``model`` the payload's;
+  ``stop_reason`` the finish reason; ``request_id`` the response's id.
+- ``output_tokens``/``input_tokens`` only where the response reports ``usage`` (genai-perf counts
+  tokens with a tokenizer the file does not name), and then a stream's ``tpot_ms`` follows.
+- ``provider`` the OpenAI API (``service_kind`` ``openai``: ``openai-compatible``), ``endpoint``
+  the URL from ``profile_export_genai_perf.json`` beside the file when it is there.
 - ``started_at`` from ``timestamp`` when it is a calendar time (perf_analyzer's clock).
 - The export holds completed requests; one with no content at all becomes an error
-  (``invalid_response``). ``window`` is the experiment, e.g. ``concurrency@4``.
+  (``invalid_response``); perf_analyzer stops at a run's first HTTP error, so the export of a run
+  holds no failures. ``window`` is the experiment, e.g. ``concurrency@4``.
+- genai-perf's percentiles are ``np.percentile``, linear (:data:`PERCENTILE_METHOD`).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from lab.imports.files import load_json
 
 NAME = "genai-perf"
 DESCRIPTION = FORMATS[NAME]
+PERCENTILE_METHOD = "linear"
+"""numpy's ``method=`` that gives genai-perf's own percentiles (``genai_perf/metrics/statistics.py``)."""
 
 _CALENDAR_NS = 10**18  # 2001-09-09: perf_analyzer timestamps above this are calendar times
 
@@ -46,20 +55,41 @@ def batches(path: Path) -> Iterator[pa.Table]:
     experiments = document.get("experiments") if isinstance(document, dict) else None
     if not isinstance(experiments, list):
         raise BadInput(f"{path} is not a perf_analyzer profile export: no 'experiments' list")
+    service = document.get("service_kind")
+    provider = cols.api_provider("openai" if service == "openai" else None, document.get("endpoint"))
+    url = _url(path, document.get("endpoint"))
     for experiment in experiments:
         requests = experiment.get("requests") or []
         if requests:
             level = experiment.get("experiment") or {}
-            yield _records(requests, f"{level.get('mode')}@{level.get('value')}")
+            table = _records(requests, f"{level.get('mode')}@{level.get('value')}")
+            yield table.append_column("provider", cols.constant(provider, table.num_rows, pa.string())) \
+                .append_column("endpoint", cols.constant(url, table.num_rows, pa.string()))
+
+
+def _url(path: Path, route: str | None) -> str | None:
+    """The URL the run called, from genai-perf's summary beside the export (``input_config.endpoint``)."""
+    summary = path.with_name("profile_export_genai_perf.json")
+    try:
+        endpoint = (jsontext.loads(summary.read_text(encoding="utf-8")).get("input_config") or {}).get("endpoint") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    url = endpoint.get("url")
+    if not isinstance(url, str) or not url:
+        return None
+    url = url if "//" in url else f"http://{url}"
+    custom = endpoint.get("custom") or route
+    return url.rstrip("/") + "/" + custom.strip("/") if isinstance(custom, str) and custom.strip("/") else url
 
 
 def _records(requests: list[dict[str, Any]], window: str) -> pa.Table:
     data: dict[str, list[Any]] = {name: [] for name in (
-        "model", "started_at", "latency_ms", "status", "error_type", "ttft_ms", "chunk_offsets_ms",
+        "model", "kind", "started_at", "latency_ms", "status", "error_type", "ttft_ms", "chunk_offsets_ms",
         "input_tokens", "output_tokens", "text", "request_id", "stop_reason")}
     for request in requests:
         sent = request["timestamp"]
         payload = _json((request.get("request_inputs") or {}).get("payload")) or {}
+        streamed = bool(payload.get("stream"))
         offsets, text, usage, meta, pending = [], [], {}, {}, ""
         for stamp, output in zip(request.get("response_timestamps") or [],
                                  request.get("response_outputs") or [], strict=False):
@@ -74,12 +104,13 @@ def _records(requests: list[dict[str, Any]], window: str) -> pa.Table:
             offsets.append((stamp - sent) / 1e6)
             text.append(content)
         data["model"].append(payload.get("model"))
+        data["kind"].append("stream" if streamed else "complete")
         data["started_at"].append(sent if sent > _CALENDAR_NS else None)
         data["latency_ms"].append(offsets[-1] if offsets else None)
         data["status"].append("ok" if offsets else "error")
         data["error_type"].append(None if offsets else "invalid_response")
-        data["ttft_ms"].append(offsets[0] if offsets else None)
-        data["chunk_offsets_ms"].append(offsets or None)
+        data["ttft_ms"].append(offsets[0] if offsets and streamed else None)
+        data["chunk_offsets_ms"].append(offsets if offsets and streamed else None)
         data["input_tokens"].append(usage.get("prompt_tokens"))
         data["output_tokens"].append(usage.get("completion_tokens"))
         data["text"].append("".join(text))
@@ -93,7 +124,6 @@ def _records(requests: list[dict[str, Any]], window: str) -> pa.Table:
         .append_column("max_gap_ms", cols.max_gap(offsets)) \
         .append_column("tpot_ms", cols.tpot(table["latency_ms"].combine_chunks(), table["ttft_ms"].combine_chunks(),
                                            table["output_tokens"].combine_chunks().cast(pa.float64()))) \
-        .append_column("kind", cols.constant("stream", rows, pa.string())) \
         .append_column("window", cols.constant(window, rows, pa.string())) \
         .append_column("attempts", cols.constant(1, rows, pa.int64()))
 

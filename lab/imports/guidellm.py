@@ -11,18 +11,29 @@ Each benchmark (one load level) lists its requests under ``requests.successful``
   ``output``; ``request_id`` the server's ``response_id``.
 - ``errored`` requests become errors classified from GuideLLM's error text (the HTTP status it
   quotes, else the exception's name); ``incomplete`` ones ``cancelled``.
-- ``model`` is the benchmark's backend model; ``kind`` ``stream`` when the backend streamed;
-  ``window`` the benchmark's strategy (e.g. ``concurrent@4``). GuideLLM keeps no chunk times.
+- ``scheduled_at`` the request's ``info.timings.targeted_start`` (when GuideLLM's scheduler meant
+  it to start: the benchmark's start for a concurrency, the planned arrival for a rate),
+  ``send_lag_ms`` from there to ``request_start``.
+- ``model`` is the benchmark's backend model; ``kind`` ``stream`` when the backend streamed (0.8:
+  the backend's ``stream``; 0.4: the request's own ``request_args``, which say ``stream``);
+  ``provider`` the OpenAI API GuideLLM's ``openai_http`` backend speaks (``openai-compatible``,
+  ``openai`` at OpenAI's host), ``endpoint`` the backend's target URL; ``window`` the benchmark's
+  strategy (e.g. ``concurrent@4``). GuideLLM keeps no chunk times.
+- GuideLLM's summary takes each percentile as the first value whose cumulative share reaches it
+  (``Percentiles.from_pdf``), an order statistic: numpy's ``inverted_cdf`` (:data:`PERCENTILE_METHOD`).
 """
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from lab.core import jsontext
 from lab.core.errors import BadInput
 from lab.imports import FORMATS
 from lab.imports import columns as cols
@@ -30,6 +41,9 @@ from lab.imports.files import load_json
 
 NAME = "guidellm"
 DESCRIPTION = FORMATS[NAME]
+PERCENTILE_METHOD = "inverted_cdf"
+"""numpy's ``method=`` that gives GuideLLM's own percentiles (unweighted; its inter-token latency
+weighs each request by its output tokens after the first, numpy's ``weights=``)."""
 
 _STATUSES = {"successful": "ok", "errored": "error", "incomplete": "error"}
 
@@ -57,9 +71,15 @@ def _records(benchmark: dict[str, Any], rows: list[tuple[str, dict[str, Any]]]) 
     backend = config.get("backend") or {}
     data: dict[str, list[Any]] = {name: [] for name in (
         "started_at", "latency_ms", "status", "error_type", "http_status", "error_message", "ttft_ms",
-        "first_text_ms", "tpot_ms", "input_tokens", "output_tokens", "cache_read_tokens", "text", "request_id")}
+        "first_text_ms", "tpot_ms", "input_tokens", "output_tokens", "cache_read_tokens", "text", "request_id",
+        "scheduled_at", "send_lag_ms", "stream")}
     for status, request in rows:
         info = request.get("info") or {}
+        timings = info.get("timings") or {}
+        planned, sent = timings.get("targeted_start"), timings.get("request_start")
+        data["scheduled_at"].append(planned)
+        data["send_lag_ms"].append((sent - planned) * 1000.0 if planned is not None and sent is not None else None)
+        data["stream"].append(_streamed(request.get("request_args")))
         error = info.get("error")
         if status == "successful":
             kind, code = None, None
@@ -82,15 +102,43 @@ def _records(benchmark: dict[str, Any], rows: list[tuple[str, dict[str, Any]]]) 
         data["cache_read_tokens"].append(request.get("cached_tokens"))
         data["text"].append(request.get("output") or "")
         data["request_id"].append(request.get("response_id"))
-    table = pa.table({**{k: pa.array(v) for k, v in data.items() if k != "started_at"},
-                      "started_at": cols.epoch(pa.array(data["started_at"], pa.float64()), "s")})
+    times = ("started_at", "scheduled_at", "stream")
+    table = pa.table({**{k: pa.array(v) for k, v in data.items() if k not in times},
+                      "started_at": cols.epoch(pa.array(data["started_at"], pa.float64()), "s"),
+                      "scheduled_at": cols.epoch(pa.array(data["scheduled_at"], pa.float64()), "s")})
     rows_count = table.num_rows
     streamed = backend.get("stream")
+    kinds = [("stream" if s else "complete") if (s := streamed if streamed is not None else own) is not None else None
+             for own in data["stream"]]
+    target = backend.get("target")
+    api = backend.get("kind") or backend.get("type_") or "openai_http"
     return table.append_column("model", cols.constant(backend.get("model"), rows_count, pa.string())) \
-        .append_column("kind", cols.constant(None if streamed is None else "stream" if streamed else "complete",
-                                             rows_count, pa.string())) \
+        .append_column("kind", pa.array(kinds, pa.string())) \
+        .append_column("provider", cols.constant(cols.api_provider(api, target), rows_count, pa.string())) \
+        .append_column("endpoint", cols.constant(target, rows_count, pa.string())) \
         .append_column("window", cols.constant(_strategy(config), rows_count, pa.string())) \
         .append_column("attempts", cols.constant(1, rows_count, pa.int64()))
+
+
+_STREAM = re.compile(r"""["']stream["']\s*:\s*(true|false|True|False)""")
+
+
+def _streamed(arguments: Any) -> bool | None:
+    """Whether a request was streamed, from its ``request_args``: JSON in 0.8, a Python literal in 0.4."""
+    if isinstance(arguments, dict):
+        found = arguments.get("stream")
+        return found if isinstance(found, bool) else None
+    if not isinstance(arguments, str):
+        return None
+    for parse in (jsontext.loads, ast.literal_eval):
+        try:
+            value = parse(arguments)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, dict):
+            return _streamed(value)
+    match = _STREAM.search(arguments)
+    return None if match is None else match.group(1).lower() == "true"
 
 
 def _strategy(config: dict[str, Any]) -> str | None:

@@ -7,12 +7,22 @@
   or JSON lines): times in ISO 8601, ``spend``, ``request_id``, the failure in ``metadata``.
 
 Both: ``started_at`` ``startTime``; ``latency_ms`` ``endTime - startTime`` (LiteLLM's end of the
-call: for a stream, when it logged the finished stream); ``ttft_ms`` ``completionStartTime -
-startTime`` for streamed calls (LiteLLM's time of the first streamed chunk; for other calls it
-equals ``endTime``, so TTFT is left empty); ``kind`` from the call's ``stream`` parameter (spend
-logs: a first chunk before the end marks a stream; unknown for a failure); tokens from usage;
-``provider`` ``custom_llm_provider``; ``model``; ``cost_usd`` the cost LiteLLM computed (empty when
-it could not price the model, or logged 0). A time without a zone is taken as UTC.
+call: for a stream, when it logged the finished stream); ``kind`` from the call's ``stream``
+parameter (spend logs: a first chunk before the end marks a stream; unknown for a failure); tokens
+from usage; ``provider`` ``custom_llm_provider``; ``model``; ``cost_usd`` the cost LiteLLM computed
+(empty when it could not price the model, or logged 0); ``endpoint`` ``api_base``; ``text`` and ``stop_reason`` the response's
+message and ``finish_reason`` (in a spend-log row only when the proxy stores responses). A time
+without a zone is taken as UTC.
+
+``ttft_ms``: ``completionStartTime`` is when LiteLLM's stream wrapper returned its first chunk,
+whatever the chunk held, and nothing in either shape tells what it held. An OpenAI-API stream
+(``openai`` and the OpenAI-compatible providers) opens with a role-only chunk, sent before any
+text: its ``completionStartTime`` is not a time to first token, so TTFT is left empty. LiteLLM's
+Anthropic stream returns no chunk for the events before the first text (checked against the
+emulator's planned first token in ``tests/fixtures/litellm``): for ``anthropic``
+(:data:`FIRST_CHUNK_IS_CONTENT`) ``completionStartTime - startTime`` is the TTFT, and ``tpot_ms``
+follows ((latency - TTFT) / (output tokens - 1); the latency ends when LiteLLM logged the stream). A call that was
+not streamed has no TTFT (its ``completionStartTime`` is its end).
 """
 
 from __future__ import annotations
@@ -34,13 +44,19 @@ from lab.imports.files import damaged, json_lines, load_json, text_lines
 NAME = "litellm"
 DESCRIPTION = FORMATS[NAME]
 BATCH_ROWS = 100_000
+FIRST_CHUNK_IS_CONTENT = frozenset({"anthropic"})
+"""The ``custom_llm_provider`` values whose first chunk, as LiteLLM logs it, carries content."""
+NO_TTFT_REASON = ("LiteLLM's completionStartTime of an OpenAI-API stream is its role-only first chunk, sent before "
+                  "any text, and the log holds no later chunk time")
 
 _PAYLOAD = pa.schema([
     ("id", pa.string()), ("call_type", pa.string()), ("stream", pa.bool_()),
     ("model_parameters", pa.struct([("stream", pa.bool_())])), ("status", pa.string()),
     ("custom_llm_provider", pa.string()), ("model", pa.string()), ("prompt_tokens", pa.float64()),
-    ("completion_tokens", pa.float64()), ("startTime", pa.float64()), ("endTime", pa.float64()),
+    ("api_base", pa.string()), ("completion_tokens", pa.float64()), ("startTime", pa.float64()), ("endTime", pa.float64()),
     ("completionStartTime", pa.float64()), ("response_cost", pa.float64()), ("error_str", pa.string()),
+    ("response", pa.struct([("choices", pa.list_(pa.struct([
+        ("finish_reason", pa.string()), ("message", pa.struct([("content", pa.string())]))])))])),
     ("response_cost_failure_debug_info", pa.struct([("error_message", pa.string())])),
     ("error_information", pa.struct([("error_code", pa.string()), ("error_class", pa.string()),
                                      ("error_message", pa.string()),
@@ -49,8 +65,9 @@ _PAYLOAD = pa.schema([
 _SPEND = pa.schema([
     ("request_id", pa.string()), ("call_type", pa.string()), ("status", pa.string()),
     ("custom_llm_provider", pa.string()), ("model", pa.string()), ("prompt_tokens", pa.float64()),
-    ("completion_tokens", pa.float64()), ("startTime", pa.string()), ("endTime", pa.string()),
+    ("api_base", pa.string()), ("completion_tokens", pa.float64()), ("startTime", pa.string()), ("endTime", pa.string()),
     ("completionStartTime", pa.string()), ("spend", pa.float64()), ("metadata", pa.string()),
+    ("response", pa.string()),
 ])
 
 
@@ -118,9 +135,12 @@ def _payload_records(raw: pa.Table) -> pa.Table:
     kinds, codes = cols.scatter(raw.num_rows, index, errors)
     unpriced = pc.is_valid(raw["response_cost_failure_debug_info"])
     cost = pc.if_else(pc.or_(unpriced, pc.less_equal(raw["response_cost"], 0.0)), None, raw["response_cost"])
+    choices = [(c or [None])[0] or {} for c in cols.column(raw, "response.choices").to_pylist()]
+    text = pa.array([(c.get("message") or {}).get("content") for c in choices], pa.string())
+    reason = pa.array([c.get("finish_reason") for c in choices], pa.string())
     return _common(raw, start, end, first, failed, streamed, kinds, codes, cost,
                    message=pc.coalesce(cols.column(raw, "error_information.error_message"), raw["error_str"]),
-                   request_id=raw["id"])
+                   request_id=raw["id"], text=text, stop_reason=reason)
 
 
 def _spend_records(raw: pa.Table) -> pa.Table:
@@ -134,8 +154,21 @@ def _spend_records(raw: pa.Table) -> pa.Table:
     for i, info in zip(index, information, strict=True):
         messages[i] = info[2]
     cost = pc.if_else(pc.less_equal(pc.fill_null(raw["spend"], 0.0), 0.0), None, raw["spend"])
+    answers = [_answer(r) for r in raw["response"].to_pylist()]
     return _common(raw, start, end, first, failed, streamed, kinds, codes, cost,
-                   message=pa.array(messages, pa.string()), request_id=raw["request_id"])
+                   message=pa.array(messages, pa.string()), request_id=raw["request_id"],
+                   text=pa.array([a[0] for a in answers], pa.string()),
+                   stop_reason=pa.array([a[1] for a in answers], pa.string()))
+
+
+def _answer(response: str | None) -> tuple[str | None, str | None]:
+    """The text and finish reason of a spend-log row's stored response (``{}`` when not stored)."""
+    try:
+        choices = (jsontext.loads(response or "{}") or {}).get("choices") or []
+        choice = choices[0] if choices else {}
+        return (choice.get("message") or {}).get("content"), choice.get("finish_reason")
+    except (ValueError, AttributeError, TypeError, IndexError):
+        return None, None
 
 
 def _first_chunk_before_end(first: pa.Array, end: pa.Array, failed: pa.Array) -> pa.Array:
@@ -145,14 +178,22 @@ def _first_chunk_before_end(first: pa.Array, end: pa.Array, failed: pa.Array) ->
 
 
 def _common(raw: pa.Table, start: pa.Array, end: pa.Array, first: pa.Array, failed: pa.Array, streamed: pa.Array,
-            kinds: pa.Array, codes: pa.Array, cost: pa.Array, *, message: pa.Array, request_id: pa.Array) -> pa.Table:
-    ttft = pc.if_else(pc.and_(pc.fill_null(streamed, False), pc.invert(failed)), cols.ms_between(start, first), None)
+            kinds: pa.Array, codes: pa.Array, cost: pa.Array, *, message: pa.Array, request_id: pa.Array,
+            text: pa.Array, stop_reason: pa.Array) -> pa.Table:
+    content_first = pc.is_in(pc.utf8_lower(pc.fill_null(raw["custom_llm_provider"], "")),
+                             pa.array(sorted(FIRST_CHUNK_IS_CONTENT)))
+    held = pc.and_(pc.and_(pc.fill_null(streamed, False), pc.invert(failed)), content_first)
+    ttft = pc.if_else(held, cols.ms_between(start, first), None)
     return pa.table({
+        "text": pc.if_else(failed, None, text),
+        "stop_reason": pc.if_else(failed, None, stop_reason),
         "provider": raw["custom_llm_provider"],
+        "endpoint": pc.if_else(pc.equal(pc.fill_null(raw["api_base"], ""), ""), None, raw["api_base"]),
         "model": raw["model"],
         "kind": pc.if_else(streamed, "stream", "complete"),  # null where unknown
         "started_at": start,
         "latency_ms": cols.ms_between(start, end),
+        "tpot_ms": cols.tpot(cols.ms_between(start, end), ttft, pc.if_else(failed, None, raw["completion_tokens"])),
         "status": pc.if_else(failed, "error", "ok"),
         "ttft_ms": ttft,
         "input_tokens": pc.if_else(failed, None, raw["prompt_tokens"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,8 +58,12 @@ def read_llmperf(path: str | Path) -> pd.DataFrame:
     summary, a config) is skipped, while a named file in another format raises
     ``ValueError``. Each request becomes one record:
 
-    - ``provider`` and ``model`` from the file name, split at its first
-      underscore (``together_13b.json`` -> ``together``, ``13b``; no underscore:
+    - ``provider`` and ``model`` from the file name (:func:`names`): LLMPerf's
+      own ``<model>_<mean input>_<mean output>_individual_responses.json``
+      gives the model (as its summary beside the file writes it, else as the
+      file name has it) and no provider; the leaderboard's
+      ``<provider>_<size>.json`` is split at its first underscore
+      (``together_13b.json`` -> ``together``, ``13b``; no underscore:
       ``model == ""``); ``endpoint`` is ``"llmperf:<file name>"``, ``run_id`` the
       name of the file's folder, ``sample`` the request's index in its file,
       ``experiment`` ``"llmperf"``, ``kind`` ``"stream"`` (LLMPerf streams).
@@ -102,6 +107,10 @@ def read_llmperf(path: str | Path) -> pd.DataFrame:
     return records_frame(
         _record(file, index, result) for file, results in files for index, result in enumerate(results)
     )
+
+
+PERCENTILE_METHOD = "linear"
+"""numpy's ``method=`` that gives LLMPerf's own percentiles (its summary's ``pandas.Series.quantile``)."""
 
 
 def sniff(head: bytes) -> bool:
@@ -168,8 +177,28 @@ def _tpot(latency_ms: float | None, ttft_ms: float | None, output_tokens: int | 
     return (latency_ms - ttft_ms) / (output_tokens - 1)
 
 
+_TOOL_FILE = re.compile(r"^(?P<model>.+)_(?P<input>\d+)_(?P<output>\d+)_individual_responses$")
+"""LLMPerf's name of a per-request results file (``token_benchmark_ray.py``): the model with every run
+of characters other than letters, digits, ``_`` and ``-`` made ``-``, and the mean input and output
+tokens asked for."""
+
+
+def names(file: Path) -> tuple[str | None, str]:
+    """``(provider, model)`` of an LLMPerf results file, from its name (:func:`read_llmperf`)."""
+    tool = _TOOL_FILE.match(file.stem)
+    if tool is None:
+        provider, _, model = file.stem.partition("_")
+        return provider, model
+    summary = file.with_name(f"{tool['model']}_{tool['input']}_{tool['output']}_summary.json")
+    try:
+        named = jsontext.loads(summary.read_text(encoding="utf-8")).get("model")
+    except (OSError, ValueError, AttributeError):
+        named = None
+    return None, named if isinstance(named, str) and named else tool["model"]
+
+
 def _record(file: Path, index: int, result: dict[str, Any]) -> CallRecord:
-    provider, _, model = file.stem.partition("_")
+    provider, model = names(file)
     code = result.get("error_code")
     error_type, http_status = _error(code)
     latency_ms = _measured(result.get("end_to_end_latency_s"), 1000.0)

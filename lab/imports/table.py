@@ -7,18 +7,28 @@ since 1970; without a unit durations are milliseconds and times ISO 8601 text (U
 is given). A column named like a record field is taken as it is unless mapped otherwise, so a
 frame of records written to CSV or Parquet reads back without a mapping.
 
-``status`` accepts ok/error, success/failure, true/false; without a ``status`` column a row is an
-error when its ``http_status`` is 400 or more or it has an ``error_type``, else ok; a failure
-without an ``error_type`` gets one from its ``http_status``. CSV is read in blocks by
-``pyarrow.csv`` (a malformed row is reported with its line number and skipped; a value that is
-not a number, or not a time, becomes empty, reported once per column and block); Parquet in
-batches of row groups.
+Numbers may group thousands (``1,234.5``); a duration may carry its unit (``250 ms``, ``1.2s``),
+which then wins over the mapping's. Times written without a zone are taken in ``tz`` (``--tz``,
+an IANA name such as ``Europe/Paris`` or an offset such as ``+02:00``; default UTC).
+
+``status`` accepts ok/error, success/failure, true/false; any other vocabulary (``Online``,
+``API FAILURE``, ``200``) is said with ``ok_when`` (``--ok-when COLUMN=VALUE[,VALUE]``: rows whose
+column holds one of the values, in any case, are ok, all others errors, typed by the value they
+hold unless an ``error_type`` or ``http_status`` says more). Without either a row is an error when
+its ``http_status`` is 400 or more or it has an ``error_type``, else ok; a failure without an
+``error_type`` gets one from its ``http_status``. CSV is read in blocks by ``pyarrow.csv`` (a
+malformed row is reported with its line number and skipped; a value that is not a number, or not a
+time, becomes empty, reported once per column and block); Parquet in batches of row groups.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta, timezone, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,8 +48,11 @@ DESCRIPTION = FORMATS[NAME]
 UNITS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
 TIMES = ("started_at", "scheduled_at")
 _NUMBERS = frozenset(FLOATS) | frozenset(INTEGERS)
+_DURATIONS = frozenset(FLOATS) - {"cost_usd"}
 _OK = frozenset({"ok", "success", "succeeded", "true", "1"})
 _ERROR = frozenset({"error", "failure", "failed", "false", "0"})
+_OK_LIKE = re.compile(r"^(?:on.?line|up|pass(?:ed)?|healthy|available|operational|2\d\d|ok\w*|success\w*)$", re.I)
+"""Values that look like an ok, to suggest one in ``--ok-when``."""
 _PARQUET_MAGIC = b"PAR1"
 BLOCK_BYTES = 16 * 1024 * 1024
 LineOf = Callable[[int], int]
@@ -80,6 +93,62 @@ def parse_mapping(pairs: Mapping[str, str] | list[str] | None) -> dict[str, tupl
     return mapping
 
 
+def parse_ok_when(spec: str | None) -> tuple[str, frozenset[str]] | None:
+    """``(column, values)`` of ``COLUMN=VALUE[,VALUE]`` (values compared lowercased, trimmed);
+    ``BadInput`` saying the form when it is not that."""
+    if spec is None:
+        return None
+    column, sep, listed = spec.partition("=")
+    values = frozenset(v.strip().lower() for v in listed.split(",") if v.strip())
+    if not sep or not column.strip() or not values:
+        raise BadInput(f"--ok-when {spec!r} is not COLUMN=VALUE[,VALUE]: name the column and the values that "
+                       "mean ok (e.g. --ok-when status=Online or --ok-when code=200,201)")
+    return column.strip(), values
+
+
+_OFFSET = re.compile(r"^(?:UTC|GMT)?([+-])(\d{1,2})(?::?(\d{2}))?$", re.I)
+
+
+def parse_tz(name: str | None) -> tzinfo | None:
+    """The zone of ``--tz``: an IANA name (``Europe/Paris``), ``UTC``, or an offset (``+02:00``,
+    ``-0530``, ``UTC+2``); ``None`` for UTC or none given; ``BadInput`` otherwise."""
+    if name is None or name.strip().upper() in ("UTC", "Z", "GMT", "+00:00", "00:00"):
+        return None
+    text = name.strip()
+    offset = _OFFSET.match(text)
+    if offset:
+        sign, hours, minutes = offset.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        if delta < timedelta(hours=24):
+            return timezone(-delta if sign == "-" else delta)
+    elif "/" in text or text.isalpha():
+        try:
+            return ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    raise BadInput(f"--tz {name!r} is not a time zone: give an IANA name (e.g. Europe/Paris, America/New_York), "
+                   "UTC, or an offset (e.g. +02:00)")
+
+
+_LATENCY_NAME = re.compile(r"latency|duration|elapsed|response.?time|e2e|rtt|took|round.?trip|total.?time|"
+                           r"request.?time|time.?taken|\btime\b|_ms\b|\(ms\)|_s\b", re.I)
+_UNIT_NAME = [(re.compile(r"(?:\b|_)(?:ms|msec|millis(?:econds)?)\b|\(ms\)", re.I), "ms"),
+              (re.compile(r"(?:\b|_)(?:us|µs|micros(?:econds)?)\b|\((?:us|µs)\)", re.I), "us"),
+              (re.compile(r"(?:\b|_)(?:ns|nanos(?:econds)?)\b|\(ns\)", re.I), "ns"),
+              (re.compile(r"(?:\b|_)(?:s|sec|secs|seconds)\b|\((?:s|sec)\)", re.I), "s")]
+
+
+def latency_hint(columns: list[str]) -> str:
+    """The ``--map latency_ms=...`` a table most likely needs: its first column named like a duration
+    (``latency``, ``duration``, ``response_time``, ``elapsed``, ...), with the unit its name says
+    (``_s``, ``_ms``, ``(ms)``, ...; ms when it says none); ``COLUMN[:unit]`` when none is."""
+    for column in columns:
+        if _LATENCY_NAME.search(column.replace("-", "_")):
+            unit = next((u for pattern, u in _UNIT_NAME if pattern.search(column)), "ms")
+            return "--map " + shlex.quote(f"latency_ms={column}:{unit}")
+    return "--map latency_ms=COLUMN[:unit]"
+
+
 def _split(pair: str) -> tuple[str, str]:
     field, sep, spec = pair.partition("=")
     if not sep:
@@ -87,23 +156,33 @@ def _split(pair: str) -> tuple[str, str]:
     return field, spec
 
 
-def batches(path: Path, mapping: Mapping[str, str] | list[str] | None = None) -> Iterator[pa.Table]:
+def batches(path: Path, mapping: Mapping[str, str] | list[str] | None = None, ok_when: str | None = None,
+            tz: str | None = None) -> Iterator[pa.Table]:
     fields = parse_mapping(mapping)
+    ok = parse_ok_when(ok_when)
+    zone = parse_tz(tz)
+    if ok is not None and "status" in fields:
+        raise BadInput(f"--ok-when and --map status={fields['status'][0]} both say which rows are ok: give one")
     with open(path, "rb") as handle:
         parquet = handle.read(4) == _PARQUET_MAGIC
     names = _parquet_columns(path) if parquet else _csv_columns(path)
     for field in FIELDS:
         if field in names and field not in fields and field not in {c for c, _ in fields.values()}:
-            fields[field] = (field, None)
-    absent = sorted({column for column, _ in fields.values()} - set(names))
+            if not (field == "status" and ok is not None):  # --ok-when says which rows are ok
+                fields[field] = (field, None)
+    wanted = {column for column, _ in fields.values()} | ({ok[0]} if ok else set())
+    absent = sorted(wanted - set(names))
     if absent:
         raise BadInput(f"{path} has no column {', '.join(map(repr, absent))}: its columns are {', '.join(names)}")
     if not fields:
         raise BadInput(f"no column of {path} is a record field: map them with --map field=column[:unit] "
-                         "(e.g. --map latency_ms=e2e_s:s --map started_at=timestamp)")
-    source = _parquet(path, fields) if parquet else _csv(path, fields)
+                       f"(e.g. {latency_hint(names)} --map started_at=timestamp)")
+    if "latency_ms" not in fields and "ttft_ms" not in fields:
+        raise BadInput(f"{path} has no latency column (its columns: {', '.join(names)}): map the one that holds "
+                       f"each call's duration with {latency_hint(names)} (units: ms, s, us, ns)")
+    source = _parquet(path, sorted(wanted)) if parquet else _csv(path, sorted(wanted))
     for line_of, raw in source:
-        yield _records(path, line_of, raw, fields)
+        yield _records(path, line_of, raw, fields, ok, zone)
 
 
 def _parquet_columns(path: Path) -> list[str]:
@@ -118,16 +197,15 @@ def _csv_columns(path: Path) -> list[str]:
         return reader.schema.names
 
 
-def _parquet(path: Path, fields: dict[str, tuple[str, str | None]]) -> Iterator[tuple[LineOf, pa.Table]]:
+def _parquet(path: Path, wanted: list[str]) -> Iterator[tuple[LineOf, pa.Table]]:
     file = pq.ParquetFile(path)
     before = 0
-    for batch in file.iter_batches(batch_size=1 << 20, columns=sorted({c for c, _ in fields.values()})):
+    for batch in file.iter_batches(batch_size=1 << 20, columns=wanted):
         yield (lambda k, b=before: b + k + 1), pa.Table.from_batches([batch])
         before += batch.num_rows
 
 
-def _csv(path: Path, fields: dict[str, tuple[str, str | None]]) -> Iterator[tuple[LineOf, pa.Table]]:
-    wanted = sorted({c for c, _ in fields.values()})
+def _csv(path: Path, wanted: list[str]) -> Iterator[tuple[LineOf, pa.Table]]:
     skipped: list[int] = []  # lines of malformed rows, reported and left out
 
     def line_of(row: int) -> int:
@@ -174,15 +252,18 @@ def _csv_reader(path: Path, wanted: list[str] | None, skipped: list[int] | None)
         raise BadInput(f"{path}: cannot be read as CSV ({exc})") from None
 
 
-def _records(path: Path, line: LineOf, raw: pa.Table, fields: dict[str, tuple[str, str | None]]) -> pa.Table:
+def _records(path: Path, line: LineOf, raw: pa.Table, fields: dict[str, tuple[str, str | None]],
+             ok: tuple[str, frozenset[str]] | None = None, zone: tzinfo | None = None) -> pa.Table:
     out = {}
     for field, (column, unit) in fields.items():
         values = raw[column]
         if pa.types.is_null(values.type):
             continue  # a column with no value at all
         if field in TIMES:
-            out[field] = cols.epoch(_numbers(path, line, column, values), unit) if unit else _times(path, line, column,
-                                                                                                    values)
+            out[field] = cols.epoch(_numbers(path, line, column, values), unit) if unit else _times(
+                path, line, column, values, zone)
+        elif field in _DURATIONS:
+            out[field] = _numbers(path, line, column, values, unit or "ms")
         elif field in _NUMBERS:
             numbers = _numbers(path, line, column, values)
             out[field] = pc.multiply(numbers, UNITS[unit]) if unit else numbers
@@ -196,7 +277,9 @@ def _records(path: Path, line: LineOf, raw: pa.Table, fields: dict[str, tuple[st
             out[field] = values
         else:
             out[field] = values.cast(pa.string())
-    table = pa.table(out)
+    table = pa.table(out) if out else pa.table({"_": pa.nulls(raw.num_rows)}).drop_columns(["_"])
+    if ok is not None:
+        table = _ok_when(table, raw[ok[0]], ok[1])
     if "status" not in table.column_names:
         failed = pc.or_(pc.fill_null(pc.greater_equal(table["http_status"], 400.0), False)
                         if "http_status" in table.column_names else pa.scalar(False),
@@ -210,33 +293,71 @@ def _records(path: Path, line: LineOf, raw: pa.Table, fields: dict[str, tuple[st
         kinds = pc.if_else(pc.equal(table["status"], "error"), pc.coalesce(current, derived), current)
         table = table.drop_columns(["error_type"]) if "error_type" in table.column_names else table
         table = table.append_column("error_type", kinds)
+    if "_said" in table.column_names:  # the --ok-when value, when nothing says more
+        said = table["_said"]
+        table = table.drop_columns(["_said"])
+        if "error_type" in table.column_names:
+            said = pc.coalesce(table["error_type"], said)
+            table = table.drop_columns(["error_type"])
+        table = table.append_column("error_type", said)
     return table
 
 
-def _numbers(path: Path, line: LineOf, column: str, values: pa.ChunkedArray) -> pa.ChunkedArray:
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_THOUSANDS = "^[+-]?\\d{1,3}(?:[,\u00a0\u202f_' ]\\d{3})+(?:\\.\\d+)?$"
+_SUFFIXES = {"ns": "ns", "us": "us", "µs": "us", "μs": "us", "ms": "ms", "s": "s", "sec": "s", "secs": "s"}
+_WITH_UNIT = rf"^(?P<number>{_NUMBER})\s*(?P<unit>{'|'.join(sorted(_SUFFIXES, key=len, reverse=True))})$"
+
+
+def _numbers(path: Path, line: LineOf, column: str, values: pa.ChunkedArray, duration: str | None = None
+             ) -> pa.ChunkedArray:
+    """The column as numbers; thousands may be grouped (``1,234.5``). ``duration``: the column is a
+    duration in that unit, returned in milliseconds, and a value may say its own unit (``250 ms``)."""
+    scale = UNITS[duration] if duration else 1.0
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        return values.cast(pa.float64())
+        return pc.multiply(values.cast(pa.float64()), scale)
     text = pc.utf8_trim_whitespace(values.cast(pa.string()))
     text = pc.if_else(pc.equal(text, ""), None, text)
     try:
-        return text.cast(pa.float64())
+        return pc.multiply(text.cast(pa.float64()), scale)
     except pa.ArrowInvalid:
-        numeric = pc.match_substring_regex(text, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)$",
-                                           ignore_case=True)
-        bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(numeric, False)))
-        first = pc.index(bad, True).as_py()
-        report(Where(path, line(first)), f"column {column!r} holds {pc.sum(bad).as_py()} value(s) that are not "
-                                          f"numbers in this block (first {text[first].as_py()!r}); they are left empty")
-        return pc.if_else(bad, None, text).cast(pa.float64())
-
-
-def _times(path: Path, line: LineOf, column: str, values: pa.ChunkedArray) -> pa.Array:
-    times = cols.timestamps(values)
-    bad = pc.and_(pc.is_valid(values), pc.is_null(times))
+        pass
+    grouped = pc.fill_null(pc.match_substring_regex(text, _THOUSANDS), False)
+    text = pc.if_else(grouped, pc.replace_substring_regex(text, r"[^\d.+-]", ""), text)
+    numeric = pc.fill_null(pc.match_substring_regex(text, rf"^{_NUMBER}$|^[+-]?(inf|nan)$", ignore_case=True),
+                           False)
+    numbers = pc.multiply(pc.if_else(numeric, text, None).cast(pa.float64()), scale)
+    if duration:
+        parts = pc.extract_regex(pc.if_else(numeric, None, text), _WITH_UNIT)
+        unit = pc.struct_field(parts, "unit")
+        suffixed = pc.multiply(pc.struct_field(parts, "number").cast(pa.float64()),
+                               _unit_scales(unit))
+        numbers = pc.coalesce(numbers, suffixed)
+    bad = pc.and_(pc.is_valid(text), pc.is_null(numbers))
     if pc.any(bad).as_py():
         first = pc.index(bad, True).as_py()
         report(Where(path, line(first)), f"column {column!r} holds {pc.sum(bad).as_py()} value(s) that are not "
-                                          f"ISO 8601 times in this block (first {values[first].as_py()!r}); "
+                                          f"numbers in this block (first {text[first].as_py()!r}); they are left empty")
+    return numbers
+
+
+def _unit_scales(units: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Milliseconds per unit, for unit suffixes (null where none)."""
+    known = pa.array(list(_SUFFIXES))
+    scales = pa.array([UNITS[_SUFFIXES[u]] for u in known.to_pylist()], pa.float64())
+    return pc.take(scales, pc.index_in(units, value_set=known))
+
+
+def _times(path: Path, line: LineOf, column: str, values: pa.ChunkedArray, zone: tzinfo | None = None) -> pa.Array:
+    times = cols.timestamps(values, zone)
+    bad = pc.and_(pc.is_valid(values), pc.is_null(times))
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        bad = pc.and_(bad, pc.not_equal(pc.utf8_trim_whitespace(values), ""))
+    if pc.any(bad).as_py():
+        first = pc.index(bad, True).as_py()
+        where = "" if zone is None else f" (or local times that {zone} skips or repeats)"
+        report(Where(path, line(first)), f"column {column!r} holds {pc.sum(bad).as_py()} value(s) that are not "
+                                          f"ISO 8601 times{where} in this block (first {values[first].as_py()!r}); "
                                           "they are left empty")
     return times
 
@@ -247,6 +368,18 @@ def _status(path: Path, column: str, values: pa.ChunkedArray) -> pa.Array:
     unknown = pc.and_(pc.is_valid(lowered), pc.invert(pc.or_(ok, error)))
     if pc.any(unknown).as_py():
         examples = sorted(set(pc.filter(values.cast(pa.string()), unknown).to_pylist()))[:3]
-        raise BadInput(f"{path}: column {column!r} mapped to status holds {', '.join(map(repr, examples))}; "
-                         "expected ok/error, success/failure or true/false")
+        good = next((e for e in examples if _OK_LIKE.search(e)), examples[0])
+        raise BadInput(f"{path}: column {column!r} mapped to status holds {', '.join(map(repr, examples))}, which "
+                       f"the lab does not read as ok or error: say which values mean ok with --ok-when "
+                       f"{column}=VALUE[,VALUE] (e.g. --ok-when {shlex.quote(f'{column}={good}')}); rows with other values are errors")
     return pc.if_else(ok, "ok", pc.if_else(error, "error", None))
+
+
+def _ok_when(table: pa.Table, values: pa.ChunkedArray, ok: frozenset[str]) -> pa.Table:
+    """``status`` from ``--ok-when``: ok where the column holds one of the values, else an error, whose
+    ``error_type`` (unless the row has one) is the value as written."""
+    text = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    good = pc.fill_null(pc.is_in(pc.utf8_lower(text), pa.array(sorted(ok))), False)
+    table = table.append_column("status", pc.if_else(good, "ok", "error"))
+    said = pc.if_else(pc.or_(good, pc.equal(pc.fill_null(text, ""), "")), pa.scalar(None, pa.string()), text)
+    return table.append_column("_said", said)

@@ -8,8 +8,14 @@ lists ``latencies``, ``ttfts``, ``itls``, ``input_lens``, ``output_lens``, ``gen
 - vLLM marks what a failed request never measured with 0: those become empty, not 0 ms. A failure
   is classified from its message (vLLM keeps the HTTP reason phrase, e.g. ``Internal Server
   Error``, or the exception's traceback).
-- ``start_times`` are ``time.perf_counter()`` readings (no calendar time): ``started_at`` is left
-  empty. Without ``--save-detailed`` the file has no per-request lists and cannot be imported.
+- ``send_lag_ms`` ``queue_times`` (vLLM 0.34 on: how long a request waited for its turn under
+  ``--max-concurrency`` after it was due). ``start_times`` are ``time.perf_counter()`` readings (no
+  calendar time): ``started_at`` and ``scheduled_at`` are left empty.
+- ``provider`` the API of ``endpoint_type``/``backend`` (``openai-chat``, ``openai``, ... the OpenAI
+  API: ``openai-compatible``); ``kind`` ``stream`` (vLLM's OpenAI clients always stream).
+- vLLM's percentiles are ``np.percentile``, linear (:data:`PERCENTILE_METHOD`).
+
+Without ``--save-detailed`` the file has no per-request lists and cannot be imported.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from lab.imports.files import load_json
 
 NAME = "vllm-bench"
 DESCRIPTION = FORMATS[NAME]
+PERCENTILE_METHOD = "linear"
+"""numpy's ``method=`` that gives vLLM's own percentiles."""
 
 _NEVER_RECEIVED = "Never received a valid chunk"
 
@@ -60,8 +68,14 @@ def batches(path: Path) -> Iterator[pa.Table]:
     output_tokens = per_request("output_lens")
     index = cols.failed_rows(failed)
     kinds, codes = cols.scatter(rows, index, (_error(errors[i]) for i in index))
+    queued = result.get("queue_times")
+    if queued is not None and len(queued) != rows:
+        raise BadInput(f"{path}: 'queue_times' has {len(queued)} entries for {rows} requests; the file is damaged")
+    api = result.get("endpoint_type") or result.get("backend")
     yield pa.table({
+        "provider": cols.constant(cols.api_provider(_api(api)), rows, pa.string()),
         "model": cols.constant(result.get("model_id"), rows, pa.string()),
+        "send_lag_ms": pc.multiply(pa.array(queued or [None] * rows, pa.float64()), 1000.0),
         "kind": cols.constant("stream", rows, pa.string()),
         "latency_ms": latency,
         "status": pc.if_else(failed, "error", "ok"),
@@ -77,6 +91,12 @@ def batches(path: Path) -> Iterator[pa.Table]:
         "error_message": pa.array([e or None for e in errors], pa.string()),
         "attempts": cols.constant(1, rows, pa.int64()),
     })
+
+
+def _api(name: str | None) -> str | None:
+    """vLLM's backend names of the OpenAI API (``openai``, ``openai-chat``, ``vllm``, ...) as one."""
+    text = (name or "").lower()
+    return "openai" if text.startswith("openai") or text in ("vllm", "vllm-chat", "lmdeploy", "sglang") else None
 
 
 def _error(message: str) -> tuple[str, int | None]:
