@@ -150,7 +150,7 @@ def test_report_names_a_failed_notebook_and_cell_and_still_writes_the_index(tmp_
     nbformat.write(new_notebook(cells=[new_markdown_cell("# Fine"), new_code_cell("1 + 1")], metadata=kernel),
                    notebooks / "01_fine.ipynb")
     nbformat.write(new_notebook(cells=[new_markdown_cell("# Broken"), new_code_cell("x = 1"),
-                                       new_code_cell("from lab import simulations\n"
+                                       new_code_cell("from lab.analysis import simulations\n"
                                                      "simulations.cached('never simulated', {'n': 1}, lambda n: n)")],
                                 metadata=kernel), notebooks / "02_broken.ipynb")
 
