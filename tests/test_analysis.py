@@ -185,3 +185,32 @@ def test_lab_compare_works_across_formats(in_runs, capsys, tmp_path):
 def test_lab_compare_explains_what_it_cannot_do(in_runs, capsys):
     assert main(["compare", "--run", "serial", "--run", "open-loop", "--by", "colour"]) == 2
     assert "--by takes" in capsys.readouterr().err
+
+
+# --- every import analysable -----------------------------------------------------------------------------------------
+
+IMPORTABLE = sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*")
+                    if p.is_file() and "emulator_requests" not in p.name and p.suffix not in (".py", ".md", ".pyc")
+                    and "summary" not in p.name and not p.name.startswith("profile_export_"))
+
+
+@pytest.mark.parametrize("name", IMPORTABLE)
+def test_lab_analyze_and_compare_work_on_every_imported_fixture(name, in_runs, capsys, tmp_path):
+    run_id = "fixture-" + name.replace("/", "-").replace(".", "-")
+    io.import_run(FIXTURES / name, run_id, root=in_runs)
+    capsys.readouterr()
+    page = tmp_path / "page.html"
+    assert main(["analyze", "--run", run_id, "--out", str(page)]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "nan" not in printed.lower().replace("nanos", "") and "unbounded [unbounded" not in printed
+    html = page.read_text()
+    assert "Findings" in html and "(nan)" not in html and ">nan<" not in html.lower()
+    assert main(["analyze", "--run", run_id, "--json"]) == 0
+    json.loads(capsys.readouterr().out)  # strict JSON: no NaN
+    assert main(["compare", "--run", "serial", "--run", run_id, "--json"]) == 0, capsys.readouterr().err
+    json.loads(capsys.readouterr().out)
+
+
+def test_every_fixture_is_tried():
+    assert {n.split("/")[0] for n in IMPORTABLE} >= {"aiperf", "genai_perf", "guidellm", "litellm", "openllmetry", "otel",
+                                                      "vllm_bench"}

@@ -94,7 +94,9 @@ class Analysis:
     def strata(self) -> list[str]:
         """The columns besides the target that split the calls: task and kind (streamed or not: different
         measurements) when there are several, and for an open-loop run the window (each a rate of its own)."""
-        kind = "count(DISTINCT kind)" if "kind" in self.calls.columns else "1"
+        # kind splits only where every call recorded it (a failure without one would make a stratum of its own)
+        kind = "CASE WHEN count(kind) = count(*) THEN count(DISTINCT kind) ELSE 1 END" if "kind" in self.calls.columns \
+            else "1"
         found = self.calls.sql(f"SELECT count(DISTINCT task) AS tasks, {kind} AS kinds, "
                                "count(DISTINCT \"window\") AS windows FROM calls").iloc[0]
         return ([c for c in ("task", "kind") if found[c + "s"] > 1]
@@ -142,10 +144,10 @@ class Analysis:
     def _errors(self) -> pd.DataFrame:
         table = summary.error_rates("calls", self.groups, con=self.calls.con)
         keys = ", ".join(summary.sql_name(g) for g in self.groups)
-        kinds = self.calls.sql(f"SELECT {keys}, coalesce(error_type, 'error') AS kind, count(*) AS n FROM calls "
-                               f"WHERE status <> 'ok' OR status IS NULL GROUP BY ALL ORDER BY n DESC, kind")
+        kinds = self.calls.sql(f"SELECT {keys}, coalesce(error_type, 'error') AS error_kind, count(*) AS n "
+                               f"FROM calls WHERE status <> 'ok' OR status IS NULL GROUP BY ALL ORDER BY n DESC, error_kind")
         said = kinds.groupby(self.groups, sort=False).apply(
-            lambda g: ", ".join(f"{k} {n:,}" for k, n in zip(g["kind"], g["n"], strict=True)), include_groups=False)
+            lambda g: ", ".join(f"{k} {n:,}" for k, n in zip(g["error_kind"], g["n"], strict=True)), include_groups=False)
         named = said.rename("error types").reset_index() if len(said) else pd.DataFrame(
             columns=[*self.groups, "error types"])
         return table.merge(named, on=self.groups, how="left").fillna({"error types": ""})
@@ -173,9 +175,24 @@ class Analysis:
                              "max(send_lag_ms) AS max FROM calls").iloc[0]
         return {k: float(row[k]) for k in ("median", "p99", "max")}
 
+    @functools.cached_property
+    def planned_span_s(self) -> float:
+        """Open loop: seconds from the first planned send to the last (0: a burst; NaN: no plan recorded)."""
+        if not self.open_loop:
+            return math.nan
+        span = self.calls.sql("SELECT epoch(max(scheduled_at)) - epoch(min(scheduled_at)) AS s FROM calls")["s"].iloc[0]
+        return math.nan if pd.isna(span) else float(span)
+
+    @property
+    def burst(self) -> bool:
+        """Open loop without a schedule to keep: every request planned at one instant (a tool's "request rate inf"
+        under a concurrency limit), or no plan recorded. The send lag is then the wait for a free slot, by design,
+        not a client falling behind."""
+        return self.open_loop and not self.planned_span_s > 0
+
     @property
     def fell_behind(self) -> bool:
-        return bool(self.send_lag) and self.send_lag["p99"] > BEHIND_MS
+        return bool(self.send_lag) and not self.burst and self.send_lag["p99"] > BEHIND_MS
 
     @functools.cached_property
     def median_tokens(self) -> float:
@@ -434,10 +451,17 @@ class Analysis:
         return [text + "."]
 
     def _schedule_findings(self) -> list[str]:
+        if self.burst:
+            lag = f"median {self.send_lag['median']:,.0f} ms, p99 {self.send_lag['p99']:,.0f} ms"
+            said = (f"All {self.n:,} requests were planned at one instant (a burst under the client's concurrency "
+                    f"limit); each waited for a free slot ({lag})" if self.planned_span_s == 0 else
+                    f"The calls record how long each waited before it was sent ({lag}), not when it was planned")
+            return [said + ": times from the planned send include that wait, end-to-end times do not."]
         lines = []
         for row in self.schedule().itertuples():
             design = f" (design {row.design:g}/s)" if not math.isnan(row.design) else ""
-            lines.append(f"Open loop {row.window}: planned {row.planned:.1f}/s{design}, achieved {row.achieved:.1f}/s; "
+            window = f" {row.window}" if pd.notna(row.window) else ""
+            lines.append(f"Open loop{window}: planned {row.planned:.1f}/s{design}, achieved {row.achieved:.1f}/s; "
                          f"send lag median {row.lag_median:.2f} ms, p99 {row.lag_p99:.2f} ms.")
         if self.fell_behind:
             lines.append(f"The client fell behind its schedule: response times include up to "
@@ -485,7 +509,7 @@ class Analysis:
                                                                                               how="left")
         letters = self._letters()
         if letters is not None:
-            out = out.merge(letters, on=self.groups, how="left")
+            out = out.merge(letters, on=self.groups, how="left").fillna({"group": ""})
         return out
 
     def windows_table(self) -> pd.DataFrame:
