@@ -4,7 +4,8 @@ A is described by a reference sample (its values are the population), B by the s
 (1 + shift); n_a is the reference's size, n_b the other side's.
 
 - **Body** (Brunner-Munzel, two-sided): Noether's approximation for a rank test,
-  Φ(√(12 c (1 - c) N) |p - ½| - z₁₋α/₂) with c = n_a / N, where p = P(B > A) + ½ P(B = A) is counted
+  Φ(δ - z₁₋α/₂) + Φ(-δ - z₁₋α/₂) with δ = √(12 c (1 - c) N) |p - ½| and c = n_a / N (both rejection
+  regions, so the power is α when B's calls are A's), where p = P(B > A) + ½ P(B = A) is counted
   exactly over all pairs of reference values (``numpy.searchsorted`` on the sorted sample).
 - **Tail** (Fisher's exact test on the calls above the pooled 95th percentile): the pooled percentile
   leaves m = N - 1 - ⌊0.95 (N - 1)⌋ calls above it (``numpy.quantile``, linear, untied data), so the test is
@@ -78,7 +79,8 @@ def _body_power(a: np.ndarray, b: np.ndarray, n_b: int, alpha: float) -> float:
     p = (below.sum() + 0.5 * (up_to - below).sum()) / len(a) ** 2
     n = len(a) + n_b
     c = len(a) / n
-    return float(scipy_stats.norm.cdf(math.sqrt(12 * c * (1 - c) * n) * abs(p - 0.5) - scipy_stats.norm.ppf(1 - alpha / 2)))
+    delta, z = math.sqrt(12 * c * (1 - c) * n) * abs(p - 0.5), scipy_stats.norm.ppf(1 - alpha / 2)
+    return float(scipy_stats.norm.cdf(delta - z) + scipy_stats.norm.cdf(-delta - z))  # both tails: alpha at p = 1/2
 
 
 def _tail_power(a: np.ndarray, b: np.ndarray, n_b: int, alpha: float) -> float:

@@ -123,7 +123,7 @@ def window_labels(frame: pd.DataFrame, by: str, tz: str = "UTC") -> pd.Series:
     if by == "hour":
         codes, categories = local.dt.hour, HOURS
     elif by == "weekday":
-        codes, categories = local.dt.dayofweek, WEEKDAYS
+        codes, categories = local.dt.day_of_week, WEEKDAYS
     else:
         days = local.dt.strftime("%Y-%m-%d")
         return pd.Series(pd.Categorical(days, categories=sorted(days.dropna().unique()), ordered=True),
@@ -170,10 +170,10 @@ def _calls(con: Any, source: Any, **columns: str) -> Iterator[str]:
         kind = described.get("started_at", "missing")
         if "_ts" in described:
             ts = ""  # a view of this module's already
-        elif "TIME ZONE" in kind:
-            ts = ", started_at AS _ts"
+        elif "TIME ZONE" in kind or kind.startswith("TIMESTAMPTZ"):  # TIMESTAMPTZ_NS: pandas' Parquet files
+            ts = ", CAST(started_at AS TIMESTAMP WITH TIME ZONE) AS _ts"
         elif kind.startswith("TIMESTAMP"):
-            ts = ", timezone('UTC', started_at) AS _ts"  # a naive time is UTC, as every record's
+            ts = ", timezone('UTC', CAST(started_at AS TIMESTAMP)) AS _ts"  # a naive time is UTC, as every record's
         else:
             raise BadInput(f"started_at is {kind}, not a timestamp: the calls need their start times")
         extra = "".join(f", {expression} AS {_q(n)}" for n, expression in columns.items())
