@@ -393,3 +393,32 @@ def notebook_table(reading: str = READING, *, replications: int = 2000, seed: in
     out["one_sided"] = [kind == "order statistics" and not stats.quantile_estimable(n, p / 100)
                         for kind, n, p in zip(out["kind"], out["n"], percentile)]
     return out
+
+
+POWER_SIZES = ((50, 50), (250, 250), (1000, 1000), (250, 50))
+"""The (n_a, n_b) the computed power is checked at: the notebooks' window and run sizes, and unequal ones."""
+
+
+def power_table(reading: str = READING, *, shift: float = 0.10, n_sim: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The power compare reports (:func:`lab.analysis.power.power`), against compare's own tests run on
+    ``n_sim`` simulated pairs (:func:`lab.analysis.power.power_check`), per fitted profile and (n_a, n_b) of
+    :data:`POWER_SIZES`, B slower by ``shift``; A's reference sample drawn from the profile. Kept in the run
+    ``simulations``. Columns: ``model``, ``n_a``, ``n_b``, and per test (``body``, ``tail``) the computed power,
+    the simulated one with its exact 95% interval, and ``inside`` (the computed power within it)."""
+    from lab.analysis import power
+
+    def compute(**_: Any) -> pd.DataFrame:
+        rows = []
+        for model, profile in report_profiles(reading).items():
+            for i, (n_a, n_b) in enumerate(POWER_SIZES):
+                reference = draw_latency(profile, np.random.default_rng([seed, i]), n_a)
+                row = power.power_check(reference, n_b, shift=shift, n_sim=n_sim, seed=seed)
+                rows.append({"model": model, **row.to_dict(), "n_a": n_a, "n_b": n_b})
+        table = pd.DataFrame(rows)
+        for test in ("body", "tail"):
+            table[f"{test}_inside"] = table[f"{test}_low"].le(table[test]) & table[test].le(table[f"{test}_high"])
+        return table
+
+    key = {**fitted(reading), "sizes": [list(s) for s in POWER_SIZES], "shift": shift, "n_sim": n_sim, "seed": seed,
+           "version": VERSION}
+    return simulations.cached("power check", key, compute)

@@ -1,4 +1,4 @@
-"""The power :mod:`lab.analysis.compare`'s two tests have to see B = A's calls x (1 + shift), computed, not simulated.
+"""The power :mod:`lab.analysis.compare`'s two tests have to see B = A's calls x (1 + shift), without a test per draw.
 
 A is described by a reference sample (its values are the population), B by the same values times
 (1 + shift); n_a is the reference's size, n_b the other side's.
@@ -7,15 +7,14 @@ A is described by a reference sample (its values are the population), B by the s
   Φ(δ - z₁₋α/₂) + Φ(-δ - z₁₋α/₂) with δ = √(12 c (1 - c) N) |p - ½| and c = n_a / N (both rejection
   regions, so the power is α when B's calls are A's), where p = P(B > A) + ½ P(B = A) is counted
   exactly over all pairs of reference values (``numpy.searchsorted`` on the sorted sample).
-- **Tail** (Fisher's exact test on the calls above the pooled 95th percentile): the pooled percentile
-  leaves m = N - 1 - ⌊0.95 (N - 1)⌋ calls above it (``numpy.quantile``, linear, untied data), so the test is
-  conditional on m, and A's count among them follows Fisher's noncentral hypergeometric law
-  (``scipy.stats.nchypergeom_fisher``) with the odds ratio of A's and B's shares above the threshold. The power
-  is that law's mass on the test's rejection region (found with ``scipy.stats.fisher_exact``), averaged over
-  where the pooled percentile may fall (nine equally likely thresholds; this carries ties and small samples).
-  Where m is large (more than :data:`EXACT_UP_TO`), the two-proportion z-test's power
-  (``statsmodels`` ``NormalIndPower`` with ``proportion_effectsize``) stands in for Fisher's, which it then
-  matches; the exact law would cost too much there.
+- **Tail** (Fisher's exact test on the calls above the pooled 95th percentile). Where few calls lie above
+  it (m ≤ :data:`EXACT_UP_TO`), counted over :data:`DRAWS` seeded draws of both sides, vectorised: no test is
+  run, each draw's counts are set against Fisher's rejection region for its margins (found once per margin with
+  ``scipy.stats.fisher_exact``). An earlier closed form (A's count as Fisher's noncentral hypergeometric law at
+  nine places of the percentile) overstated the power by up to 0.08 at n_b = 20, where the percentile's place
+  matters most. Where m is large, the two-proportion z-test's power (``statsmodels`` ``NormalIndPower`` with
+  ``proportion_effectsize``, averaged over :data:`THRESHOLDS` equally likely places of the percentile) stands
+  in for Fisher's, which it then matches; drawing would cost too much there.
 
 :func:`power_check` sets both against simulation (:func:`lab.analysis.stats.calibrate` running compare's own
 tests); ``tests/test_ranking.py`` holds them to it, and ``benchmarks/ranking.py`` prints a whole grid.
@@ -40,7 +39,10 @@ from lab.analysis import stats
 EXACT_UP_TO = 150
 """Calls above the pooled 95th percentile up to which the tail's power is computed exactly."""
 THRESHOLDS = 9
-"""Equally likely places of the pooled 95th percentile the tail's power is averaged over."""
+"""Equally likely places of the pooled 95th percentile the large-sample tail power is averaged over."""
+DRAWS = 2000
+"""Draws of the tail's power where it is counted (its standard error at most 0.011)."""
+CHUNK = 250
 
 
 def power(reference: Sequence[float], n_b: int, *, shift: float = 0.10, alpha: float = 0.05) -> dict[str, float]:
@@ -85,16 +87,29 @@ def _body_power(a: np.ndarray, b: np.ndarray, n_b: int, alpha: float) -> float:
 
 def _tail_power(a: np.ndarray, b: np.ndarray, n_b: int, alpha: float) -> float:
     n_a = len(a)
-    share_a, share_b = _shares_above_threshold(a, b, n_b)
     m = n_a + n_b - 1 - math.floor(0.95 * (n_a + n_b - 1))
     if m > EXACT_UP_TO:
+        share_a, share_b = _shares_above_threshold(a, b, n_b)
         h = proportion_effectsize(share_b, share_a)
         return float(np.mean(NormalIndPower().power(h, nobs1=n_a, alpha=alpha, ratio=n_b / n_a)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        odds = (share_a / (1 - share_a)) / (share_b / (1 - share_b))
-    law = scipy_stats.nchypergeom_fisher(n_a + n_b, n_a, m, np.clip(np.nan_to_num(odds, nan=1.0), 1e-12, 1e12))
-    low, high = _fisher_region(n_a, n_b, m, alpha)
-    return float(np.mean(law.cdf(low) + law.sf(high - 1)))
+    return _tail_drawn(a, b, n_b, alpha)
+
+
+def _tail_drawn(a: np.ndarray, b: np.ndarray, n_b: int, alpha: float) -> float:
+    """The tail test's rejection rate over :data:`DRAWS` seeded draws of both sides from the reference, all
+    drawn at once: each draw's pooled 95th percentile (``numpy.quantile`` along the draws), the counts above
+    it, and Fisher's rejection region for those margins (:func:`_fisher_region`, one per count above)."""
+    rng = np.random.default_rng(0)
+    n_a, rejected = len(a), 0
+    for done in range(0, DRAWS, CHUNK):
+        size = min(CHUNK, DRAWS - done)
+        x, y = rng.choice(a, (size, n_a)), rng.choice(b, (size, n_b))
+        threshold = np.quantile(np.concatenate([x, y], axis=1), 0.95, axis=1, keepdims=True)
+        over_a, over = (x > threshold).sum(1), (x > threshold).sum(1) + (y > threshold).sum(1)
+        bounds = {int(m): _fisher_region(n_a, n_b, int(m), alpha) for m in np.unique(over)}
+        low, high = np.array([bounds[int(m)] for m in over]).T
+        rejected += int(((over_a <= low) | (over_a >= high)).sum())
+    return rejected / DRAWS
 
 
 def _shares_above_threshold(a: np.ndarray, b: np.ndarray, n_b: int) -> tuple[np.ndarray, np.ndarray]:
