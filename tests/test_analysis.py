@@ -7,9 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lab import imports as io
+from lab.imports import llmperf_dir
 from lab.analysis import analyze as analysis
 from lab.analysis import compare
 from lab.cli import main
@@ -214,3 +216,20 @@ def test_lab_analyze_and_compare_work_on_every_imported_fixture(name, in_runs, c
 def test_every_fixture_is_tried():
     assert {n.split("/")[0] for n in IMPORTABLE} >= {"aiperf", "genai_perf", "guidellm", "litellm", "openllmetry", "otel",
                                                       "vllm_bench"}
+
+
+def test_lab_analyze_ranks_the_real_llmperf_leaderboard(in_runs, capsys):
+    folder = llmperf_dir()
+    if folder is None:
+        pytest.skip("LLMPerf leaderboard data absent: set LLMPERF_DIR (see the README)")
+    io.import_run(folder / "individual", "leaderboard", format="llmperf", root=in_runs)
+    capsys.readouterr()
+    assert main(["analyze", "--run", "leaderboard", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert len(found["targets"]) == 19 and all("/" in t for t in found["targets"])
+    ranked = pd.DataFrame(found["rankings"]["latency_ms"][0]["table"])
+    medians = ranked.set_index("target")["median"]
+    assert ranked["rank"].tolist() == sorted(ranked["rank"]) and medians.is_monotonic_increasing
+    assert ranked.loc[0, "target"] == "groq/70b" and ranked["letters"].str.len().gt(0).all()
+    assert "no start times" not in found["findings"][0] and " to 2023" not in found["findings"][0]  # a placeholder
+    assert main(["analyze", "--run", "leaderboard", "--by", "hour", "--no-page"]) == 2

@@ -78,6 +78,14 @@ class Analysis:
         if unknown:
             raise BadInput(f"an objective names a metric the lab does not know: {', '.join(sorted(unknown))} "
                            f"(use {', '.join(SHORT.values())})")
+        if self.options.by in ("hour", "weekday", "day") and not self.timed:
+            raise BadInput(f"run {run_id!r} records no start times (its source has none): --by {self.options.by} "
+                           "cannot be answered; --by window groups by the recorded windows")
+
+    @property
+    def timed(self) -> bool:
+        """Whether the calls carry real start times (an import whose source has none holds a placeholder)."""
+        return "started_at" not in self.calls.about.missing_fields
 
     # -- what the run is ------------------------------------------------------------------
 
@@ -123,6 +131,8 @@ class Analysis:
 
     @functools.cached_property
     def span(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        if not self.timed:
+            return None, None
         row = self.calls.sql("SELECT min(started_at) AS first, max(started_at) AS last FROM calls").iloc[0]
         return (None if pd.isna(row["first"]) else row["first"]), (None if pd.isna(row["last"]) else row["last"])
 

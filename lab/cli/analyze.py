@@ -42,7 +42,7 @@ def _analyze(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_json(), indent=1, default=str))
     else:
         print(result.terminal(), flush=True)
-    if args.no_page:
+    if args.no_page or (args.json and not args.out):  # JSON for a machine: a page only when asked for by path
         return 0
     page = pages.write(pages.analysis(result), args.out or Path("reports") / f"{args.run}.html")
     if not args.json:
@@ -81,7 +81,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_run(analyze, "the run to analyse")
     analyze.add_argument("--out", metavar="FILE.html", help="the HTML page to write (default: reports/RUN.html)")
     analyze.add_argument("--no-page", action="store_true", help="print only; write no HTML page")
-    analyze.add_argument("--json", action="store_true", help="print everything computed as JSON, for machines")
+    analyze.add_argument("--json", action="store_true",
+                         help="print everything computed as JSON, for machines (a page only with --out)")
     analyze.add_argument("--by", choices=WINDOWS,
                          help="also look at time: windows by hour of day, weekday, day, or the run's own windows; "
                               "tests whether they differ, latency over time and change points")

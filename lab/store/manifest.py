@@ -40,6 +40,8 @@ class Manifest(pydantic.BaseModel):
     sessions: list[dict[str, Any]] = []
     ended_at: str | None = None
     synthetic: bool | None = None
+    missing_fields: list[str] = []
+    """An import's fields no row of the source filled (a placeholder stands in for some)."""
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Manifest:
