@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from lab import imports as io
-from lab.imports import llmperf_dir
 from lab.analysis import analyze as analysis
 from lab.analysis import compare
 from lab.cli import main
 from lab.collect.workload import Design, Prompt, Target, Workload
+from lab.imports import llmperf_dir
 from lab.store import Run
 
 from collecting import collect_offline
