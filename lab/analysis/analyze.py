@@ -363,7 +363,6 @@ class Analysis:
         lines = [f"Run {self.run_id} ({self.label}): {self.n:,} calls to {len(self.targets)} "
                  f"target{'s' if len(self.targets) != 1 else ''}{when}; {failed:,} failed "
                  f"({failed / self.n:.1%})."]
-        lines += self.calls.notes
         lines += self._ranking_findings()
         worst = errors.sort_values(["error_rate", "n"], ascending=[False, False]).iloc[0]
         if failed:
@@ -438,8 +437,10 @@ class Analysis:
 
     def _why_missing(self, metric: str) -> str:
         if metric in STREAMED:
-            streamed = self.calls.sql("SELECT count(*) FILTER (WHERE kind = 'stream') AS s FROM calls")["s"].iloc[0]
-            return ": not streamed" if streamed == 0 else ": not streamed, or not in the source"
+            found = self.calls.sql("SELECT count(*) FILTER (WHERE kind = 'stream') AS s, count(kind) AS k FROM calls")
+            streamed, said = int(found["s"].iloc[0]), int(found["k"].iloc[0])
+            return (": not in the source" if not said else ": not streamed" if not streamed
+                    else ": not streamed, or not in the source")
         return ""
 
     def _throughput_findings(self) -> list[str]:

@@ -34,7 +34,6 @@ class Calls:
         self.run = run if isinstance(run, Run) else Run(run)
         self.about = self.run.about
         self.con = con or summary.connect()
-        self.notes: list[str] = []
         self._open()
 
     def _open(self) -> None:
@@ -55,15 +54,12 @@ class Calls:
                                 + (" (the simulations' cache)" if self.about.kind == "simulations" else ""))
 
     def _frame(self) -> pd.DataFrame:
-        """The run's records: for a collected run, the calls its plan holds; every record otherwise (and for a
-        collection not finished yet, said in :attr:`notes`)."""
+        """The run's records: for a collected run, the calls its plan holds (a collection not finished is
+        refused with what to do, :class:`MissingRecord`); every record otherwise."""
         if self.about.collected:
             from lab.collect import experiment
 
-            try:
-                return experiment.load(self.run)
-            except MissingRecord as exc:
-                self.notes.append(f"the collection is not complete ({exc}); what it holds is analysed")
+            return experiment.load(self.run)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # damage is reported by `lab runs check`, not by each analysis
             return self.run.frame()

@@ -119,7 +119,7 @@ def percentiles(source: Source, by: Sequence[str], metrics: Sequence[str],
                              "estimable": bool(n and math.isfinite(low) and math.isfinite(high)),
                              "recorded": bool(n)})
     columns = [*by, "metric", "n", "calls", "percentile", "estimate", "low", "high", "estimable", "recorded"]
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns).astype({"estimable": bool, "recorded": bool})
     return frame.sort_values([*by, "metric"], kind="stable", ignore_index=True) if by else frame
 
 
