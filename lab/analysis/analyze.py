@@ -334,7 +334,8 @@ class Analysis:
             "tests": pd.concat(tests, ignore_index=True),
             "over_time": timeline.over_time("calls", metric, con=con),
             "changes": timeline.change_points(frame.assign(series=self._series(frame, strata)), metric,
-                                              group="series", alpha=self.options.alpha),
+                                              group="series", alpha=self.options.alpha,
+                                              n_resamples=self.options.n_resamples, seed=self.options.seed),
         }
 
     @staticmethod
@@ -394,11 +395,16 @@ class Analysis:
                 fastest = table.sort_values("rank").iloc[0]
                 tied = [t for t in table[table["letters"].fillna("").str.contains(fastest["letters"][:1])]["target"]
                         if t != fastest["target"]] if fastest["letters"] else []
+                pairs = f"{len(result.pairs)} pair{'s' if len(result.pairs) != 1 else ''}, Brunner-Munzel, Holm"
+                if len(groups) == 1:
+                    lines.append(f"Median {self.metrics[metric]}{within}: none of the {len(table)} targets can be told "
+                                 f"apart ({pairs}; not a proof that they are alike); lowest {fastest['target']} "
+                                 f"({self._median(metric, fastest['target'], where)} ms).")
+                    continue
                 text = (f"Median {self.metrics[metric]}{within}: fastest {fastest['target']} "
                         f"({self._median(metric, fastest['target'], where)} ms)")
-                text += (f", not told apart from {', '.join(tied)}" if tied else "")
-                text += (f"; {len(table)} targets in {len(groups)} group{'s' if len(groups) != 1 else ''} that can be "
-                         f"told apart ({len(result.pairs)} pair{'s' if len(result.pairs) != 1 else ''}, Brunner-Munzel, Holm).")
+                text += (f", not told apart from {_listed(tied)}" if tied else "")
+                text += f"; {len(table)} targets in {len(groups)} groups by letter ({pairs})."
                 lines.append(text)
                 differences = result.differences()
                 if len(differences):
@@ -451,13 +457,13 @@ class Analysis:
             return []
         seconds = (last - first).total_seconds()
         tokens = table["output_tokens"].fillna(0).sum()
-        text = (f"Throughput over the run's {_duration(seconds)}: {(total - 1) / seconds:,.2f} requests/s"
-                + (f", {tokens / seconds:,.0f} output tokens/s" if tokens else ""))
+        text = (f"Throughput over the run's {_duration(seconds)}: {_rate(total - 1, seconds, 'requests')}"
+                + (f", {_rate(tokens, seconds, 'output tokens')}" if tokens else ""))
         if self.options.objectives:
             good = int(table["good"].sum())
             said = " and ".join(f"{SHORT[m]} ≤ {ms:,g} ms" for m, ms in self.options.objectives.items())
             low, high, _ = summary.rate_interval(good, int(total))
-            text += (f"; goodput {good * (total - 1) / total / seconds:,.2f}/s: {good / total:.1%} "
+            text += (f"; goodput {_rate(good * (total - 1) / total, seconds, 'calls')}: {good / total:.1%} "
                      f"[{low:.1%}, {high:.1%}] of calls succeeded with {said}")
         return [text + "."]
 
@@ -619,6 +625,18 @@ class Analysis:
         fig.suptitle(f"Run {self.run_id} ({self.label}): distributions per target", fontsize=10)
         fig.tight_layout(rect=(0, 0, 1 - 1.8 / fig.get_figwidth(), 1))
         return fig
+
+
+def _listed(names: list[str], most: int = 4) -> str:
+    """Names joined, the list cut after ``most`` ("a, b, c, d and 7 more")."""
+    return ", ".join(names) if len(names) <= most + 1 else f"{', '.join(names[:most])} and {len(names) - most} more"
+
+
+def _rate(count: float, seconds: float, unit: str) -> str:
+    """A rate in the largest of per second, minute, hour or day that reads 0.1 or more: "0.38 requests/s"."""
+    units = ((1, "s"), (60, "min"), (3600, "h"), (86400, "day"))
+    per, name = next(((p, n) for p, n in units if count / seconds * p >= 0.1), units[-1])
+    return f"{count / seconds * per:,.2f} {unit}/{name}"
 
 
 def _duration(seconds: float) -> str:

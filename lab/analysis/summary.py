@@ -11,6 +11,7 @@ and ``quantile_disc`` at the fractions that select exactly those ranks (``quanti
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import uuid
 import warnings
@@ -26,6 +27,7 @@ Source = Any
 NOT_RECORDED = "not recorded"
 
 
+@functools.lru_cache(maxsize=4096)
 def ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int | None, int | None]:
     """The 0-based order statistics bounding the p-quantile of n values at ``confidence`` (two-sided), None
     where n cannot give the bound: as ``scipy.stats.quantile_test(x, p=p).confidence_interval`` picks them
@@ -33,8 +35,7 @@ def ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int | None, int |
     if n < 1:
         return None, None
     tail = (1 - confidence) / 2
-    binomial = stats.binom(n, p)
-    low, high = int(binomial.ppf(tail)) - 1, int(binomial.isf(tail))
+    low, high = int(stats.binom.ppf(tail, n, p)) - 1, int(stats.binom.isf(tail, n, p))
     return (low if low >= 0 else None), (high if high < n else None)
 
 

@@ -278,10 +278,11 @@ def _groups(source: Any, by: str, tz: str, metric: str, group: str, con: Any) ->
 
 def window_tests(source: Any, by: str, *, tz: str = "UTC", metric: str = "latency_ms", group: str = "target",
                  n_resamples: int = 9999, seed: int | np.random.Generator = 0, alpha: float = 0.05,
-                 max_permutation_n: int = 1000, con: Any = None) -> pd.DataFrame:
+                 max_permutation_n: int = 1000, max_permutation_cells: int = 5_000, con: Any = None) -> pd.DataFrame:
     """Do a group's windows share one distribution of ``metric``? Successful calls, per group: Kruskal-Wallis and
     the Anderson-Darling k-sample test by :func:`lab.analysis.stats.time_of_day_tests` (permutation p-value, one
-    seeded generator for all groups) up to ``max_permutation_n`` calls, beyond it ``scipy.stats.kruskal`` and
+    seeded generator for all groups) up to ``max_permutation_n`` calls and ``max_permutation_cells`` calls x windows
+    (the statistic's cost: notebook 03's 250 calls in 5 windows take 0.3 s), beyond them ``scipy.stats.kruskal`` and
     ``scipy.stats.anderson_ksamp``'s asymptotic p-value; Holm across all rows. Windows with one call are left out
     (``left_out`` names them), groups with fewer than two windows left are not tested (a row with ``note``).
 
@@ -302,7 +303,7 @@ def window_tests(source: Any, by: str, *, tz: str = "UTC", metric: str = "latenc
             rows.append({**base, "test": None, "statistic": math.nan, "p_value": math.nan, "method": "",
                          "note": note})
             continue
-        if len(data) <= max_permutation_n:
+        if len(data) <= max_permutation_n and len(data) * base["windows"] <= max_permutation_cells:
             found = time_of_day_tests(data.assign(**{group: key}), value=metric, window=by, by=group,
                                       n_resamples=n_resamples, seed=rng, alpha=alpha)
             for r in found.itertuples(index=False):
@@ -321,7 +322,8 @@ def window_tests(source: Any, by: str, *, tz: str = "UTC", metric: str = "latenc
                      "method": "asymptotic chi2", "note": ""})
         rows.append({**base, "test": "Anderson-Darling k-sample (asymptotic)", "statistic": float(ad.statistic),
                      "p_value": float(ad.pvalue),
-                     "method": f"asymptotic (n > {max_permutation_n}; scipy clips p to [0.001, 0.25])",
+                     "method": f"asymptotic (n > {max_permutation_n} or n x windows > {max_permutation_cells:,}; "
+                               "scipy clips p to [0.001, 0.25])",
                      "note": clipped})
     columns = [group, "test", "windows", "n", "statistic", "p_value", "method", "left_out", "note"]
     return with_holm(pd.DataFrame(rows, columns=columns), alpha=alpha)

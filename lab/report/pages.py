@@ -170,6 +170,10 @@ def analysis(result: Analysis) -> str:
                 result.findings(), parts)
 
 
+MAX_WINDOWS = 31
+"""Windows up to which the page shows a table of them (a month of days, a week of hours, every hour of a day)."""
+
+
 def _time_parts(result: Analysis, label: str) -> list[Part]:
     from lab.analysis import timeline
 
@@ -178,7 +182,12 @@ def _time_parts(result: Analysis, label: str) -> list[Part]:
     if len(found["over_time"]):
         parts.append(figure(timeline.figure(found["over_time"], label=result.label),
                             f"Median {result.metrics[result.main]} over time with its 95% interval: {label}"))
-    parts.append(table(result.windows_table(), f"Per window, ms, 95% intervals: {label}"))
+    windows = result.windows_table()
+    if windows[result.options.by].nunique() <= MAX_WINDOWS:
+        parts.append(table(windows, f"Per window, ms, 95% intervals: {label}"))
+    else:
+        parts.append(paragraph(f"{windows[result.options.by].nunique():,} windows: too many for a table here (the "
+                               "figure shows them over time; `lab analyze --json` gives every window)."))
     if len(found["tests"]):
         parts.append(table(found["tests"], f"Do the windows share one distribution? {label}"))
     if len(found["changes"]):
