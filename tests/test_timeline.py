@@ -114,7 +114,8 @@ def test_recorded_windows_keep_the_order_of_their_first_call(frame):
 # --- tests per window ----------------------------------------------------------------------------------------------
 
 def test_window_tests_equal_time_of_day_tests(frame, tmp_path):
-    found = timeline.window_tests(frame, "day", tz=TZ, n_resamples=299, seed=3, max_permutation_n=5000)
+    found = timeline.window_tests(frame, "day", tz=TZ, n_resamples=299, seed=3, max_permutation_n=5000,
+                               max_permutation_cells=10**9)
     ok = frame[frame["status"].eq("ok") & frame["latency_ms"].notna()]
     labelled = ok.assign(day=timeline.window_labels(ok, "day", TZ))
     expected = ls.time_of_day_tests(labelled, value="latency_ms", window="day", by="target", n_resamples=299, seed=3)
@@ -124,11 +125,13 @@ def test_window_tests_equal_time_of_day_tests(frame, tmp_path):
     path = tmp_path / "calls.parquet"
     frame.to_parquet(path)
     pd.testing.assert_frame_equal(timeline.window_tests(path, "day", tz=TZ, n_resamples=299, seed=3,
-                                                        max_permutation_n=5000), found)
+                                                        max_permutation_n=5000, max_permutation_cells=10**9), found)
     assert found["method"].str.startswith("permutation").sum() == 2
     large = timeline.window_tests(frame, "day", tz=TZ, max_permutation_n=100)  # asymptotic beyond it
     np.testing.assert_allclose(large["p_value"].iloc[::2], found["p_value"].iloc[::2])  # Kruskal-Wallis alike
     assert large["test"].str.contains("asymptotic").sum() == 2
+    costly = timeline.window_tests(frame, "day", tz=TZ, max_permutation_cells=10)  # n x windows beyond the budget
+    assert costly["test"].str.contains("asymptotic").sum() == 2 and costly["method"].str.contains("n x windows").sum() == 2
 
 
 def test_window_tests_leave_out_single_call_windows(frame):

@@ -91,17 +91,28 @@ class Calls:
         return dict(zip(columns, map(int, self.con.sql(f"SELECT {parts} FROM calls").fetchall()[0]), strict=True))
 
     def values(self, metric: str, by: Sequence[str] = ("target",)) -> dict[tuple, np.ndarray]:
-        """The successful calls' values of ``metric`` per group (missing values left out), a group at a time."""
+        """The successful calls' values of ``metric`` per group of ``by`` (every group, missing values left out),
+        in the order the run holds them. Two scans: the groups, then each call's group as a number (its keys'
+        positions among their values, ``list_position``, in mixed radix) beside its value, never as text."""
         keys = [summary.sql_name(b) for b in by]
         groups = self.con.sql(f"SELECT DISTINCT {', '.join(keys)} FROM calls ORDER BY ALL").fetchall()
+        levels = [sorted({str(g[i]) for g in groups if g[i] is not None}) for i in range(len(keys))]
+        radix = np.cumprod([1] + [len(level) + 1 for level in levels])  # position 0: the key is missing
+        code = " + ".join(f"coalesce(list_position(${i + 1}, CAST({k} AS VARCHAR)), 0) * {int(radix[i])}"
+                          for i, k in enumerate(keys))
         value = summary.value_sql(metric)
-        found = {}
+        found = self.con.sql(f"SELECT {code} AS code, {value} AS v FROM calls WHERE status = 'ok' AND {value} IS NOT NULL",
+                             params=levels).fetchnumpy()
+        small = np.int16 if radix[-1] < 2**15 else np.int64  # numpy's stable sort of int16 is a radix sort
+        codes, values = np.asarray(found["code"], small), np.asarray(found["v"], float)
+        order = np.argsort(codes, kind="stable")
+        sorted_codes = codes[order]
+        out = {}
         for group in groups:
-            match = " AND ".join(f"{k} IS NOT DISTINCT FROM ?" for k in keys)
-            result = self.con.sql(f"SELECT {value} AS v FROM calls WHERE status = 'ok' AND {match} "
-                                      f"AND {value} IS NOT NULL", params=list(group)).fetchnumpy()
-            found[tuple(group)] = np.asarray(result["v"], float)
-        return found
+            c = sum(int(radix[i]) * (0 if v is None else levels[i].index(str(v)) + 1) for i, v in enumerate(group))
+            low, high = np.searchsorted(sorted_codes, [c, c + 1])
+            out[tuple(group)] = values[order[low:high]]
+        return out
 
     def frame(self, columns: Sequence[str], where: str = "") -> pd.DataFrame:
         """Only ``columns`` of the calls (``where``: an SQL condition), as a frame."""
