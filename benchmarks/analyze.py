@@ -5,7 +5,7 @@ lognormal first-token times, about 5% failures), imports it with ``lab import`` 
 writes the run's ``calls.parquet`` itself, for sizes whose CSV would not fit the disk), then runs
 ``lab analyze`` in a child process twice: the terminal verdict only (``--no-page``), then with its HTML
 page. Each is reported as CPU seconds of the child and everything it started (``RUSAGE_CHILDREN``),
-wall seconds, and peak resident memory (``ru_maxrss``: DuckDB and Arrow allocate outside Python's heap).
+wall seconds, and peak resident memory (``VmHWM``: DuckDB and Arrow allocate outside Python's heap).
 
     .venv/bin/python benchmarks/analyze.py --rows 3500 --targets 12 --span-days 420
     .venv/bin/python benchmarks/analyze.py --rows 10000000 --targets 12
@@ -70,7 +70,9 @@ from lab.cli import main
 code = main(sys.argv[1:])
 mine, theirs = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 cpu = mine.ru_utime + mine.ru_stime + theirs.ru_utime + theirs.ru_stime
-print(f"@@ {cpu} {max(mine.ru_maxrss, theirs.ru_maxrss)}", file=sys.stderr)
+# VmHWM, not ru_maxrss: the latter keeps the forking parent's size from before exec (the generator's gigabytes)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(f"@@ {cpu} {max(hwm, theirs.ru_maxrss)}", file=sys.stderr)
 sys.exit(code)
 """
 

@@ -46,6 +46,8 @@ BEHIND_MS = 10.0
 """An open-loop client sent late by more than this (its 99th percentile send lag) fell behind its schedule."""
 
 
+EXACT_FIGURE_UP_TO = 1_000_000
+"""Calls up to which the distributions' figure uses exact quantiles."""
 TEST_SAMPLE = 20_000
 """Successful calls per target (and stratum) the rank tests use at most: a seeded random sample beyond it. At
 20,000 a side Brunner-Munzel sees a 2% shift of a lognormal with sigma 0.5 with power 0.97 (a 1% shift: 0.50;
@@ -606,18 +608,19 @@ class Analysis:
 
     def distributions(self, points: int = 200) -> pd.DataFrame:
         """Per target and metric, the successful calls' quantiles at ``points`` shares: an ECDF that stays the
-        same size whatever the number of calls (computed by DuckDB)."""
-        shares = (np.arange(points) + 0.5) / points
+        same size whatever the number of calls (computed by DuckDB; beyond :data:`EXACT_FIGURE_UP_TO` calls by
+        its t-digest, ``approx_quantile``, which a figure cannot tell from the exact one)."""
+        shares = [float(s) for s in (np.arange(points) + 0.5) / points]
+        quantile = "quantile_cont" if self.n <= EXACT_FIGURE_UP_TO else "approx_quantile"
         rows = []
         for metric in list(self.metrics)[:4]:
             value = summary.value_sql(metric)
-            found = self.calls.con.sql(
-                f"SELECT target, quantile_cont({value}, {[float(s) for s in shares]}::DOUBLE[]) FROM calls WHERE status = 'ok' "
-                f"GROUP BY target ORDER BY target").fetchall()
+            found = self.calls.con.sql(f"SELECT target, {quantile}({value}, {shares}::DOUBLE[]) FROM calls "
+                                       "WHERE status = 'ok' GROUP BY target ORDER BY target").fetchall()
             for target, qs in found:
                 if qs and qs[0] is not None:
-                    rows += [{"metric": metric, "target": target, "share": s, "value": v} for s, v in zip(shares, qs,
-                                                                                                        strict=True)]
+                    rows += [{"metric": metric, "target": target, "share": s, "value": v}
+                             for s, v in zip(shares, qs, strict=True)]
         return pd.DataFrame(rows, columns=["metric", "target", "share", "value"])
 
     def figure(self):  # noqa: ANN201 (a matplotlib figure)
