@@ -233,3 +233,15 @@ def test_lab_analyze_ranks_the_real_llmperf_leaderboard(in_runs, capsys):
     assert ranked.loc[0, "target"] == "groq/70b" and ranked["letters"].str.len().gt(0).all()
     assert "no start times" not in found["findings"][0] and " to 2023" not in found["findings"][0]  # a placeholder
     assert main(["analyze", "--run", "leaderboard", "--by", "hour", "--no-page"]) == 2
+
+
+def test_the_figure_of_a_large_run_uses_approximate_quantiles_close_to_the_exact_ones(in_runs, monkeypatch):
+    exact = analysis.Analysis("serial").distributions()
+    monkeypatch.setattr(analysis, "EXACT_FIGURE_UP_TO", 0)  # as for a run of more than a million calls
+    approximate = analysis.Analysis("serial").distributions()
+    assert len(approximate) == len(exact) > 0
+    merged = exact.merge(approximate, on=["metric", "target", "share"], suffixes=("", "_approx"))
+    within = merged.groupby(["metric", "target"]).apply(
+        lambda g: np.abs(g["value_approx"] - g["value"]).max() <= g["value"].max() - g["value"].min(),
+        include_groups=False)
+    assert within.all()

@@ -84,3 +84,21 @@ def test_a_runs_values_per_group_are_its_successful_calls_in_order(calls, tmp_pa
     for (target, task), values in found.items():
         expected = ok.loc[(ok["target"] == target) & (ok["task"] == task), "latency_ms"].to_numpy()
         np.testing.assert_array_equal(values, expected)
+
+
+def test_a_large_group_gets_a_seeded_sample_of_its_own_calls(calls, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
+    run = Run("sampled")
+    run.write_manifest({"run_id": "sampled", "experiment": "import", "kind": "import",
+                        "started_at": "2026-01-01T00:00:00+00:00"})
+    pq.write_table(conform(pa.Table.from_pandas(calls, preserve_index=False)), run.columnar_path)
+    every = Calls(run).values("latency_ms")
+    first, again = Calls(run).values("latency_ms", most=100, seed=4), Calls(run).values("latency_ms", most=100, seed=4)
+    other = Calls(run).values("latency_ms", most=100, seed=5)
+    for group, values in every.items():
+        if len(values) <= 100:  # a small group is whole
+            np.testing.assert_array_equal(first[group], values)
+            continue
+        assert len(first[group]) == 100 and np.isin(first[group], values).all()
+        np.testing.assert_array_equal(first[group], again[group])  # the same seed, the same sample
+        assert not np.array_equal(first[group], other[group])

@@ -82,9 +82,6 @@ class Analysis:
         self.calls = Calls(run_id)
         self.n = self.calls.count()
         self._frames: dict[str, list[tuple[dict[str, Any], pd.DataFrame]]] = {}
-        self.largest_group = 0
-        """The most successful calls one target (and stratum) had for a test: above :data:`TEST_SAMPLE`, the
-        tests ran on a sample."""
         unknown = set(self.options.objectives) - set(METRICS)
         if unknown:
             raise BadInput(f"an objective names a metric the lab does not know: {', '.join(sorted(unknown))} "
@@ -245,12 +242,8 @@ class Analysis:
         most :data:`TEST_SAMPLE` per target (a seeded random sample beyond it), read once per metric."""
         if metric in self._frames:
             return self._frames[metric]
-        rng = np.random.default_rng(self.options.seed)
         found: dict[tuple, list] = {}
-        for key, array in self.calls.values(metric, self.groups).items():
-            self.largest_group = max(self.largest_group, len(array))
-            if len(array) > TEST_SAMPLE:
-                array = rng.choice(array, TEST_SAMPLE, replace=False)
+        for key, array in self.calls.values(metric, self.groups, most=TEST_SAMPLE, seed=self.options.seed).items():
             found.setdefault(tuple(key[1:]), []).append((key[0], array))
         out = []
         for stratum, parts in sorted(found.items(), key=lambda kv: tuple(map(str, kv[0]))):
@@ -437,9 +430,10 @@ class Analysis:
                              + ("; ".join(f"{r.target} {r.median_ratio - 1:+.0%} [{r.ratio_low - 1:+.0%}, {r.ratio_high - 1:+.0%}]"
                                           for r in differ.itertuples()) if len(differ) else "no target differs")
                              + f" ({len(table)} compared, Holm).")
-        if self.largest_group > TEST_SAMPLE:
+        largest = int(self._percentiles["n"].max()) if len(self._percentiles) else 0
+        if largest > TEST_SAMPLE:
             lines.append(f"The rank tests ran on a seeded random sample of {TEST_SAMPLE:,} successful calls per target "
-                         f"(targets had up to {self.largest_group:,}); percentiles and error rates use every call.")
+                         f"(targets had up to {largest:,}); percentiles and error rates use every call.")
         return lines
 
     def _median(self, metric: str, target: str, where: Mapping[str, Any]) -> str:
@@ -611,11 +605,12 @@ class Analysis:
         same size whatever the number of calls (computed by DuckDB; beyond :data:`EXACT_FIGURE_UP_TO` calls by
         its t-digest, ``approx_quantile``, which a figure cannot tell from the exact one)."""
         shares = [float(s) for s in (np.arange(points) + 0.5) / points]
-        quantile = "quantile_cont" if self.n <= EXACT_FIGURE_UP_TO else "approx_quantile"
+        exact = self.n <= EXACT_FIGURE_UP_TO
+        quantile, cast = ("quantile_cont", "DOUBLE") if exact else ("approx_quantile", "FLOAT")
         rows = []
         for metric in list(self.metrics)[:4]:
             value = summary.value_sql(metric)
-            found = self.calls.con.sql(f"SELECT target, {quantile}({value}, {shares}::DOUBLE[]) FROM calls "
+            found = self.calls.con.sql(f"SELECT target, {quantile}({value}, {shares}::{cast}[]) FROM calls "
                                        "WHERE status = 'ok' GROUP BY target ORDER BY target").fetchall()
             for target, qs in found:
                 if qs and qs[0] is not None:
@@ -658,7 +653,8 @@ def _rate(count: float, seconds: float, unit: str) -> str:
     """A rate in the largest of per second, minute, hour or day that reads 0.1 or more: "0.38 requests/s"."""
     units = ((1, "s"), (60, "min"), (3600, "h"), (86400, "day"))
     per, name = next(((p, n) for p, n in units if count / seconds * p >= 0.1), units[-1])
-    return f"{count / seconds * per:,.2f} {unit}/{name}"
+    rate = count / seconds * per
+    return f"{rate:,.{0 if rate >= 100 else 1 if rate >= 10 else 2}f} {unit}/{name}"
 
 
 def _duration(seconds: float) -> str:

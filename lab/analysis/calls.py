@@ -12,6 +12,7 @@ from the planned send (``response_ms``, ``ttft_from_planned_ms``).
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -40,9 +41,11 @@ class Calls:
         run = self.run
         if run.columnar_path.exists() and not run.records():
             path = str(run.columnar_path).replace("'", "''")
-            self.con.sql(f"CREATE OR REPLACE VIEW base AS SELECT * FROM read_parquet('{path}')")
+            self.con.sql(f"CREATE OR REPLACE VIEW base AS SELECT * RENAME (file_row_number AS row_number) "
+                         f"FROM read_parquet('{path}', file_row_number = true)")
         else:
-            self.con.register("base", self._frame()[list(SCALARS)])
+            frame = self._frame()[list(SCALARS)]
+            self.con.register("base", frame.assign(row_number=np.arange(len(frame), dtype=np.int64)))
         name = _sql_quote(run.id)
         self.con.sql(f"""CREATE OR REPLACE VIEW calls AS SELECT * REPLACE (
             coalesce(nullif(target, ''), provider || '/' || model, model, provider, endpoint, {name}) AS target,
@@ -50,7 +53,7 @@ class Calls:
             send_lag_ms + latency_ms AS response_ms, send_lag_ms + ttft_ms AS ttft_from_planned_ms
             FROM base""")
         if not self.count():
-            raise MissingRecord(f"run {run.id!r} holds no call records to analyse"
+            raise MissingRecord(f"run {run.id!r} holds no call records yet"
                                 + (" (the simulations' cache)" if self.about.kind == "simulations" else ""))
 
     def _frame(self) -> pd.DataFrame:
@@ -65,14 +68,26 @@ class Calls:
             return self.run.frame()
 
     @functools.cached_property
+    def provenance(self) -> dict[str, Any]:
+        """Who answered, judged on the successful calls (on all calls where none succeeded: a failure may carry
+        no answer to judge): ``synthetic`` and ``real`` (calls the emulator answered or not), ``providers`` (of
+        the real ones, sorted), and ``first`` and ``last`` (the first and last day a call started, UTC)."""
+        judged = "status = 'ok'" if self.con.sql("SELECT count(*) FROM calls WHERE status = 'ok'").fetchall()[0][0] \
+            else "TRUE"
+        synthetic, real, providers = self.con.sql(
+            "SELECT count(*) FILTER (WHERE coalesce(synthetic, false)), count(*) FILTER (WHERE NOT coalesce("
+            "synthetic, false)), list(DISTINCT provider) FILTER (WHERE NOT coalesce(synthetic, false) AND provider "
+            f"IS NOT NULL) FROM calls WHERE {judged}").fetchall()[0]
+        first, last = self.con.sql("SELECT epoch_us(min(started_at)), epoch_us(max(started_at)) FROM calls").fetchall()[0]
+        day = lambda us: None if us is None else pd.Timestamp(us, unit="us", tz="UTC").date().isoformat()  # noqa: E731
+        return {"synthetic": int(synthetic), "real": int(real), "providers": sorted(map(str, providers or [])),
+                "first": day(first), "last": day(last)}
+
+    @property
     def label(self) -> str:
-        """SYNTHETIC, REAL or MIXED: whether the emulator answered, judged on the successful calls (on all calls
-        where none succeeded: a failure may carry no answer to judge)."""
-        ok, ok_synthetic, synthetic, n = self.con.sql(
-            "SELECT count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status = 'ok' AND synthetic), "
-            "count(*) FILTER (WHERE synthetic), count(*) FROM calls").fetchall()[0]
-        flagged, judged = (ok_synthetic, ok) if ok else (synthetic, n)
-        return "SYNTHETIC" if flagged == judged else "REAL" if flagged == 0 else "MIXED"
+        """SYNTHETIC, REAL or MIXED (:attr:`provenance`)."""
+        found = self.provenance
+        return "MIXED" if found["synthetic"] and found["real"] else "SYNTHETIC" if found["synthetic"] else "REAL"
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """The result of a query on the view ``calls`` as a frame."""
@@ -90,28 +105,50 @@ class Calls:
         parts = ", ".join(f"count({summary.value_sql(c)})" for c in columns)
         return dict(zip(columns, map(int, self.con.sql(f"SELECT {parts} FROM calls").fetchall()[0]), strict=True))
 
-    def values(self, metric: str, by: Sequence[str] = ("target",)) -> dict[tuple, np.ndarray]:
+    def values(self, metric: str, by: Sequence[str] = ("target",), *, most: int | None = None,
+               seed: int = 0) -> dict[tuple, np.ndarray]:
         """The successful calls' values of ``metric`` per group of ``by`` (every group, missing values left out),
-        in the order the run holds them. Two scans: the groups, then each call's group as a number (its keys'
-        positions among their values, ``list_position``, in mixed radix) beside its value, never as text."""
+        in the order the run holds them; with ``most``, a group that has more gets a seeded random sample of
+        ``most`` (drawn in two steps: a hash of each call's row number and the seed keeps a little more than
+        ``most`` in DuckDB, so a run of 100 million calls is never loaded whole, then ``numpy`` keeps ``most``).
+
+        Two scans: the groups with their counts, then each call's group as a number (its keys' positions among
+        their values, ``list_position``, in mixed radix) beside its value, never as text."""
         keys = [summary.sql_name(b) for b in by]
-        groups = self.con.sql(f"SELECT DISTINCT {', '.join(keys)} FROM calls ORDER BY ALL").fetchall()
+        value = summary.value_sql(metric)
+        counted = self.con.sql(f"SELECT {', '.join(keys)}, count({value}) FILTER (WHERE status = 'ok') FROM calls "
+                               "GROUP BY ALL ORDER BY ALL").fetchall()
+        groups, counts = [tuple(row[:-1]) for row in counted], [int(row[-1]) for row in counted]
         levels = [sorted({str(g[i]) for g in groups if g[i] is not None}) for i in range(len(keys))]
         radix = np.cumprod([1] + [len(level) + 1 for level in levels])  # position 0: the key is missing
+        codes_of = [sum(int(radix[i]) * (0 if v is None else levels[i].index(str(v)) + 1) for i, v in enumerate(g))
+                    for g in groups]
         code = " + ".join(f"coalesce(list_position(${i + 1}, CAST({k} AS VARCHAR)), 0) * {int(radix[i])}"
                           for i, k in enumerate(keys))
-        value = summary.value_sql(metric)
-        found = self.con.sql(f"SELECT {code} AS code, {value} AS v FROM calls WHERE status = 'ok' AND {value} IS NOT NULL",
-                             params=levels).fetchnumpy()
+        kept = ""
+        if most is not None and max(counts, default=0) > most:
+            # a large group keeps each call with a chance that leaves most + 5 standard deviations on average:
+            # it falls short of most once in 3.5 million
+            enough = most + 5 * math.sqrt(most) + 10
+            shares = [0.0] * int(radix[-1])
+            for c, n in zip(codes_of, counts, strict=True):
+                shares[c] = min(1.0, enough / n) if n else 1.0
+            kept = (f" AND (hash(row_number, {int(seed)}) % 1000000) < 1000000 * "
+                    f"list_extract(${len(keys) + 1}::DOUBLE[], ({code}) + 1)")
+        found = self.con.sql(f"SELECT {code} AS code, {value} AS v FROM calls WHERE status = 'ok' AND {value} "
+                             f"IS NOT NULL{kept}", params=[*levels, shares] if kept else levels).fetchnumpy()
         small = np.int16 if radix[-1] < 2**15 else np.int64  # numpy's stable sort of int16 is a radix sort
         codes, values = np.asarray(found["code"], small), np.asarray(found["v"], float)
         order = np.argsort(codes, kind="stable")
         sorted_codes = codes[order]
+        rng = np.random.default_rng(seed)
         out = {}
-        for group in groups:
-            c = sum(int(radix[i]) * (0 if v is None else levels[i].index(str(v)) + 1) for i, v in enumerate(group))
+        for group, c in zip(groups, codes_of, strict=True):
             low, high = np.searchsorted(sorted_codes, [c, c + 1])
-            out[tuple(group)] = values[order[low:high]]
+            picked = values[order[low:high]]
+            if most is not None and len(picked) > most:
+                picked = picked[np.sort(rng.choice(len(picked), most, replace=False))]
+            out[group] = picked
         return out
 
     def frame(self, columns: Sequence[str], where: str = "") -> pd.DataFrame:

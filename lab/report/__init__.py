@@ -47,6 +47,7 @@ from typing import Any
 
 from lab.core.errors import BadInput, LabError
 from lab.core.paths import TEMPLATES_DIR
+from lab.store import MissingRecord
 
 MIME = "application/vnd.inference-lab.sources+json"
 """The MIME type under which a :func:`sources` output carries its declaration."""
@@ -89,18 +90,16 @@ class Source:
         """The source a recorded run (a :class:`lab.store.Run`) is, from its call records. The label
         is judged on the calls that were answered: a failed call (cancelled, refused) may carry no
         answer to judge, so failures count only in a run where no call succeeded."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # damage is the loading code's to report, not the label's
-            calls = run.frame(["provider", "started_at", "status", "synthetic"])
-        if calls.empty:
-            raise BadInput(f"run {run.id!r} holds no call records yet: collect it before declaring it as data")
-        ok = calls["status"].eq("ok")
-        judged = calls[ok] if ok.any() else calls
-        flags = judged["synthetic"].fillna(False).astype(bool)
-        synthetic, real = int(flags.sum()), int((~flags).sum())
-        providers = sorted({str(p) for p in judged.loc[~flags, "provider"] if isinstance(p, str)})
-        days = calls["started_at"].dropna().dt.tz_convert("UTC").dt.date
-        first, last = (days.min().isoformat(), days.max().isoformat()) if len(days) else (None, None)
+        from lab.analysis.calls import Calls
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # damage is the loading code's to report, not the label's
+                found = Calls(run).provenance  # in DuckDB: an import of 100 million calls is never loaded
+        except MissingRecord as exc:
+            raise BadInput(f"{exc}: collect it before declaring it as data") from None
+        synthetic, real, providers = found["synthetic"], found["real"], found["providers"]
+        first, last = found["first"], found["last"]
         real_part = f"REAL ({', '.join(providers) or 'provider not recorded'})"
         if synthetic and real:
             label, kind = "MIXED", f"MIXED: {synthetic:,} SYNTHETIC (emulator) and {real:,} {real_part} calls"
