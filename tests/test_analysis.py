@@ -245,3 +245,21 @@ def test_the_figure_of_a_large_run_uses_approximate_quantiles_close_to_the_exact
         lambda g: np.abs(g["value_approx"] - g["value"]).max() <= g["value"].max() - g["value"].min(),
         include_groups=False)
     assert within.all()
+
+
+def test_a_status_page_log_says_what_it_could_not_rank_or_test(in_runs, tmp_path, capsys):
+    table = tmp_path / "status.csv"
+    table.write_text("timestamp,provider,model,endpoint_status,response_time_ms\n"
+                     '2025-01-01 10:00:00,acme,m1,Online,"1,234"\n2025-01-01 11:00:00,acme,m1,OFFLINE,\n'
+                     "2025-01-01 12:00:00,acme,m1,API FAILURE,\n2025-01-02 10:00:00,beta,m2,Online,\"2,345\"\n"
+                     "2025-01-02 11:00:00,beta,m2,online,987\n2025-01-03 11:00:00,beta,m2,Online,\"1,001\"\n")
+    mapped = ["--map", "latency_ms=response_time_ms", "--map", "started_at=timestamp"]
+    assert main(["import", str(table), "--run", "unsaid", *mapped]) == 0
+    err = capsys.readouterr().err
+    assert "no column says which calls failed" in err and "endpoint_status" in err  # every row counted ok, said
+    assert main(["import", str(table), "--run", "said", *mapped, "--ok-when", "endpoint_status=Online"]) == 0
+    assert "4 ok, 2 errors (API FAILURE 1, OFFLINE 1)" in capsys.readouterr().out
+    assert main(["analyze", "--run", "said", "--by", "day", "--tz", "Europe/Paris", "--no-page"]) == 0
+    printed = capsys.readouterr().out
+    assert "too few successful calls to rank (acme/m1" in printed and "can be told apart" not in printed
+    assert "not tested, no target has 2 or more windows" in printed and "nan" not in printed

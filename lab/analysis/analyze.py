@@ -407,6 +407,11 @@ class Analysis:
                 tied = [t for t in table[table["letters"].fillna("").str.contains(fastest["letters"][:1])]["target"]
                         if t != fastest["target"]] if fastest["letters"] else []
                 pairs = f"{len(result.pairs)} pair{'s' if len(result.pairs) != 1 else ''}, Brunner-Munzel, Holm"
+                few = sorted(map(str, table.loc[table["rank"].isna(), "target"]))
+                if len(table) - len(few) < 2:
+                    lines.append(f"Median {self.metrics[metric]}{within}: too few successful calls to rank "
+                                 f"({_listed(few)}: fewer than 2 each).")
+                    continue
                 if len(groups) == 1:
                     lines.append(f"Median {self.metrics[metric]}{within}: none of the {len(table)} targets can be told "
                                  f"apart ({pairs}; not a proof that they are alike); lowest {fastest['target']} "
@@ -510,6 +515,12 @@ class Analysis:
                 continue
             key = key if isinstance(key, tuple) else (key,)
             within = "".join(f", {name} {value}" for name, value in zip(strata, key))
+            tested = part[part["p_value"].notna()]
+            if not len(tested):
+                lines.append(f"Windows by {self.options.by} ({self.options.tz}{within}): not tested, no target has "
+                             "2 or more windows with 2 or more successful calls.")
+                continue
+            part = tested
             smallest = part.sort_values("p_holm").iloc[0]
             differ = sorted(map(str, part.loc[part["reject"], "target"].unique()))
             lines.append(f"Windows by {self.options.by} ({self.options.tz}{within}): "

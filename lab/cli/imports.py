@@ -36,6 +36,8 @@ def _import(args: argparse.Namespace) -> int:
         print(f"lab: warning: {warning.message}", file=sys.stderr)
     if len(damaged) > 20:
         print(f"lab: warning: {len(damaged) - 20} more damaged lines", file=sys.stderr)
+    for message in dict.fromkeys(str(w.message) for w in caught if not issubclass(w.category, DamagedLine)):
+        print(f"lab: warning: {message}", file=sys.stderr)
     print(summary(source, args.run, Run(args.run).dir, len(damaged)))
     return 0
 

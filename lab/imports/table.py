@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta, timezone, tzinfo
 from pathlib import Path
@@ -180,6 +181,11 @@ def batches(path: Path, mapping: Mapping[str, str] | list[str] | None = None, ok
     if "latency_ms" not in fields and "ttft_ms" not in fields:
         raise BadInput(f"{path} has no latency column (its columns: {', '.join(names)}): map the one that holds "
                        f"each call's duration with {latency_hint(names)} (units: ms, s, us, ns)")
+    if ok is None and not {"status", "http_status", "error_type"} & set(fields):
+        likely = [n for n in names if any(w in n.lower() for w in ("status", "state", "success", "error", "code"))]
+        warnings.warn(f"{path.name}: no column says which calls failed (status, http_status or error_type), so every "
+                      f"row counts as ok; say which do with --ok-when COLUMN=VALUE[,VALUE] or --map status=COLUMN"
+                      + (f" (perhaps {', '.join(likely)})" if likely else ""), stacklevel=2)
     source = _parquet(path, sorted(wanted)) if parquet else _csv(path, sorted(wanted))
     for line_of, raw in source:
         yield _records(path, line_of, raw, fields, ok, zone)
