@@ -57,7 +57,8 @@ def test_each_call_kind(emulator, provider):
     parts = list(chunks)
     assert len(parts) > 1 and "".join(parts) == chunks.text
     assert_ok(chunks.record, provider, "stream", emulator)
-    assert 0 < chunks.record.ttft_ms < chunks.record.latency_ms
+    # equal when the whole stream came in one read, as on a busy machine
+    assert 0 < chunks.record.ttft_ms <= chunks.record.latency_ms
 
     summary = llm.complete_json("List one finding.", Finding, **on(emulator, provider))
     assert_ok(summary.record, provider, "json", emulator)
