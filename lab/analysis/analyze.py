@@ -400,7 +400,7 @@ class Analysis:
             return [f"One target ({self.targets[0]}): nothing to rank." if self.targets else "No target to rank."]
         for metric in self.ranked[:2]:
             for where, result in self.rankings.get(metric, []):
-                within = f" ({', '.join(f'{k} {v}' for k, v in where.items())})" if where else ""
+                within = _within(where)
                 table = result.table
                 groups = sorted({letter for letters in table["letters"].dropna() for letter in letters})
                 fastest = table.sort_values("rank").iloc[0]
@@ -430,7 +430,7 @@ class Analysis:
         for metric, found in self.baseline.items():
             for where, table in found:
                 differ = table[table["different"]]
-                within = f" ({', '.join(f'{k} {v}' for k, v in where.items())})" if where else ""
+                within = _within(where)
                 lines.append(f"Against {self.options.baseline}{within}, median {self.metrics[metric]}: "
                              + ("; ".join(f"{r.target} {r.median_ratio - 1:+.0%} [{r.ratio_low - 1:+.0%}, {r.ratio_high - 1:+.0%}]"
                                           for r in differ.itertuples()) if len(differ) else "no target differs")
@@ -653,6 +653,11 @@ class Analysis:
         fig.suptitle(f"Run {self.run_id} ({self.label}): distributions per target", fontsize=10)
         fig.tight_layout(rect=(0, 0, 1 - 1.8 / fig.get_figwidth(), 1))
         return fig
+
+
+def _within(where: Mapping[str, Any]) -> str:
+    """A stratum as words for a finding: " (task draft, kind stream)", or nothing."""
+    return f" ({', '.join(f'{k} {v}' for k, v in where.items())})" if where else ""
 
 
 def _listed(names: list[str], most: int = 4) -> str:

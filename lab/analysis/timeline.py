@@ -203,11 +203,6 @@ def _first_calls(con: Any, view: str) -> dict[str, int]:
                             "GROUP BY 1").fetchall())
 
 
-def _connect() -> Any:
-    """:func:`lab.analysis.summary.connect`."""
-    return summary.connect()
-
-
 # --- summaries per window ------------------------------------------------------------------------------------------
 
 def per_window(source: Any, by: str, *, tz: str = "UTC", metrics: Sequence[str] = ("latency_ms",),
@@ -217,7 +212,7 @@ def per_window(source: Any, by: str, *, tz: str = "UTC", metrics: Sequence[str] 
     metric), each percentile ``p50``, ``p50_low``, ``p50_high`` ... with its distribution-free interval
     (:func:`lab.analysis.summary.percentiles`; -inf/inf where n cannot bound it), and ``errors``, ``error_rate``,
     ``error_low``, ``error_high`` (:func:`lab.analysis.summary.error_rates`). Computed in DuckDB."""
-    con = con or _connect()
+    con = con or summary.connect()
     with _labelled(con, source, _check_by(by), tz) as view:
         first = _first_calls(con, view) if by == "window" else None
         keys = [group, LABEL]
@@ -258,7 +253,7 @@ def _groups(source: Any, by: str, tz: str, metric: str, group: str, con: Any) ->
         return
     import pyarrow.compute as pc
 
-    con = con or _connect()
+    con = con or summary.connect()
     with _labelled(con, source, by, tz) as view:
         order = {"hour": list(HOURS), "weekday": list(WEEKDAYS)}.get(by)
         if by == "window":
@@ -351,7 +346,7 @@ def over_time(source: Any, metric: str = "latency_ms", *, group: str = "target",
     its distribution-free interval ``low``, ``high`` (:func:`lab.analysis.summary.percentiles`, in DuckDB; -inf/inf
     where n cannot bound it). ``bins``: a width ("1h", a Timedelta), at most that many bins (an int), or None:
     at most 200 (:func:`bin_width`). The width is ``attrs["width"]`` (and ``attrs["width_name"]``)."""
-    con = con or _connect()
+    con = con or summary.connect()
     with _calls(con, source) as probe:
         low, high = con.sql(f"SELECT min(epoch_us(_ts)), max(epoch_us(_ts)) FROM {probe}").fetchall()[0]
     if low is None:
@@ -440,7 +435,7 @@ def change_points(source: Any, metric: str = "latency_ms", *, group: str = "targ
     :func:`lab.analysis.stats.median_ratio` at ``confidence``), ``statistic`` (K), ``p_value``, ``p_holm``,
     ``changed``, ``method``, ``note``. The split is reported whether or not it is significant. ``over``: the
     :func:`over_time` frame of the same source, metric and group, if at hand (its bins are used)."""
-    con = con or _connect()
+    con = con or summary.connect()
     rng = np.random.default_rng(seed)
     rows = []
     with _calls(con, source) as view:
